@@ -1,0 +1,25 @@
+# The two commands the README starts with: `make demo` and `make test`.
+# Each sets up its own virtualenv on first use (scripts/bootstrap).
+.PHONY: demo test unit bench setup clean
+
+setup:
+	@scripts/bootstrap
+
+demo: setup
+	.venv/bin/auditor replay examples/dump.kcat.jsonl.gz \
+	  --messages-export examples/export/messages \
+	  --counters-export examples/export/chat_counters \
+	  --report /tmp/auditor-example-report.json ; \
+	  rc=$$?; [ $$rc -le 1 ] || exit $$rc; echo "report: /tmp/auditor-example-report.json"
+
+test: setup
+	.venv/bin/python -m pytest -q
+
+unit: setup
+	.venv/bin/python -m pytest -q tests/unit tests/property
+
+bench: setup
+	.venv/bin/python benchmarks/bench_replay.py
+
+clean:
+	rm -rf .venv build *.egg-info .pytest_cache .hypothesis
