@@ -41,3 +41,15 @@ class AuthorityUnavailable(AuditorError):
     """
 
     retriable = True
+
+
+class RecordRejected(AuditorError):
+    """A record that fails validation: counted by `reason`, dead-lettered, never fatal.
+
+    `reason` is one of the low-cardinality labels in docs/semantics.md; the
+    message says which field and why, for the dead-letter file.
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason = reason
+        super().__init__(message)

@@ -1,0 +1,141 @@
+"""`auditor` command line: flags and environment become a frozen config here,
+and nowhere deeper."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import orjson
+
+from .config import AttributeNames, ReplayConfig
+from .engine import EngineConfig
+from .errors import AuditorError
+from .export import load_export_authority
+from .metrics import audit_registry, write_metrics
+from .replay import replay
+from .report import build_report, summary_lines
+from .sinks import DeadLetterSink
+
+EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="auditor", description="Streaming correctness auditor.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    rp = sub.add_parser("replay", help="audit Kafka dump files offline against a table export",
+                        description="Replay kcat -J dumps (or plain event JSON lines, .gz or not) "
+                                    "in order. Exit 0: no findings; 1: findings; 2: usage or I/O error.")
+    rp.add_argument("dumps", nargs="+", type=Path, metavar="DUMP")
+    rp.add_argument("--messages-export", type=Path, metavar="DIR",
+                    help="DynamoDB export of the messages table (omit: loss undecided)")
+    rp.add_argument("--counters-export", type=Path, metavar="DIR",
+                    help="DynamoDB export of the chat_counters table (omit: counters undecided)")
+    rp.add_argument("--report", type=Path, metavar="PATH", help="write the JSON report here")
+    rp.add_argument("--dead-letter", type=Path, metavar="PATH",
+                    help="write rejected records (JSON lines) here")
+    rp.add_argument("--metrics-out", type=Path, metavar="PATH",
+                    help="write the final metrics in Prometheus text format here")
+    rp.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                    help="progress bar (default: when stderr is a terminal)")
+    rp.add_argument("--delivery-window", type=int, default=EngineConfig().delivery_window,
+                    help="sequences a delivery is remembered for duplicate detection")
+    for attr in ("chat_id", "sequence", "message_id", "last_sequence"):
+        rp.add_argument(f"--attr-{attr.replace('_', '-')}", default=attr, metavar="NAME",
+                        help=f"attribute name of {attr} in the tables")
+    return parser
+
+
+def _replay_config(args: argparse.Namespace) -> ReplayConfig:
+    return ReplayConfig(
+        dumps=tuple(args.dumps),
+        messages_export=args.messages_export,
+        counters_export=args.counters_export,
+        report=args.report,
+        dead_letter=args.dead_letter,
+        metrics_out=args.metrics_out,
+        progress=sys.stderr.isatty() if args.progress is None else args.progress,
+        attributes=AttributeNames(args.attr_chat_id, args.attr_sequence,
+                                  args.attr_message_id, args.attr_last_sequence),
+        engine=EngineConfig(delivery_window=args.delivery_window),
+    )
+
+
+def run_replay(config: ReplayConfig) -> int:
+    authority = load_export_authority(config.messages_export, config.counters_export,
+                                      config.attributes)
+    dead_letter = DeadLetterSink(config.dead_letter) if config.dead_letter else None
+    progress = _Progress(config.dumps) if config.progress else None
+    started = time.perf_counter()
+    try:
+        result = replay(config.dumps, authority, config.engine, dead_letter,
+                        progress.update if progress else None)
+    finally:
+        if dead_letter is not None:
+            dead_letter.close()
+        if progress is not None:
+            progress.close()
+    elapsed = time.perf_counter() - started
+    report = build_report(result.findings, result.tallies, authority, result.sources, result.errors)
+    if config.report:
+        config.report.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
+    if config.metrics_out:
+        write_metrics(config.metrics_out, audit_registry(lambda: result.tallies))
+    records = result.tallies.events_total + result.tallies.rejected + result.tallies.replayed_records
+    print("\n".join(summary_lines(report)))
+    print(f"replayed {records} records in {elapsed:.1f}s ({records / max(elapsed, 1e-9):,.0f} records/s)")
+    for error in result.errors:
+        print(f"auditor: {error}", file=sys.stderr)
+    if result.errors:
+        return EXIT_ERROR
+    return EXIT_FINDINGS if result.findings else EXIT_CLEAN
+
+
+class _Progress:
+    """A tqdm bar over the bytes of all dump files, with records/s beside it."""
+
+    def __init__(self, paths: Sequence[Path]) -> None:
+        from tqdm import tqdm
+
+        total = sum(p.stat().st_size for p in paths if p.is_file())
+        self._bar = tqdm(total=total, unit="B", unit_scale=True, file=sys.stderr, leave=False)
+        self._done_files = 0
+        self._current = None
+        self._records = 0
+        self._started = time.perf_counter()
+
+    def update(self, dump, batch) -> None:
+        if dump is not self._current:
+            if self._current is not None:
+                self._done_files += self._current.size
+            self._current = dump
+        self._records += len(batch.records) + len(batch.bad_lines)
+        self._bar.n = self._done_files + batch.bytes_read
+        rate = self._records / max(time.perf_counter() - self._started, 1e-9)
+        self._bar.set_postfix_str(f"{self._records:,} records, {rate:,.0f} records/s", refresh=False)
+        self._bar.refresh()
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
+        return int(exc.code or 0)
+    try:
+        if args.command == "replay":
+            return run_replay(_replay_config(args))
+    except AuditorError as exc:
+        print(f"auditor: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

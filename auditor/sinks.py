@@ -1,0 +1,66 @@
+"""Where rejected records and findings go: files of JSON lines.
+
+Each sink writes one object per line and flushes per batch, so a crash loses
+at most the batch in hand and the file is always valid up to its last line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import IO, Iterable
+
+import orjson
+
+from .engine import Rejection
+from .findings import Finding
+
+
+def _text(value: bytes | str | None) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return value.decode("utf-8", errors="backslashreplace")
+
+
+class JsonLinesSink:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._file: IO[bytes] = open(self.path, "wb")
+
+    def write_objects(self, objects: Iterable[dict]) -> None:
+        write = self._file.write
+        for obj in objects:
+            write(orjson.dumps(obj) + b"\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class DeadLetterSink(JsonLinesSink):
+    """Rejected records, verbatim, with their coordinates and why."""
+
+    def write(self, source: str, rejections: Iterable[Rejection]) -> None:
+        self.write_objects(
+            {
+                "source": source,
+                "topic": r.record.topic,
+                "partition": r.record.partition,
+                "offset": r.record.offset,
+                "reason": r.reason,
+                "error": r.error,
+                "record": _text(r.record.raw if r.record.raw is not None else r.record.value),
+            }
+            for r in rejections
+        )
+
+    def write_bad_line(self, source: str, line: int, raw: bytes, error: str) -> None:
+        self.write_objects([{"source": source, "line": line, "topic": None, "partition": None,
+                             "offset": None, "reason": "invalid_envelope", "error": error,
+                             "record": _text(raw)}])
+
+
+class FindingSink(JsonLinesSink):
+    """Findings, one JSON object each, as they are confirmed."""
+
+    def write(self, findings: Iterable[Finding]) -> None:
+        self.write_objects(f.to_dict() for f in findings)
