@@ -34,6 +34,7 @@ import datetime as _dt
 import functools
 import gzip
 import heapq
+import itertools
 import json
 import os
 import random
@@ -71,6 +72,12 @@ class WorkloadSpec:
     acked_topic: str = "messages.acked"
     delivered_topic: str = "messages.delivered"
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if min(self.chats, self.messages, self.partitions) < 1 or self.recipients_per_message < 0:
+            raise ValueError("chats, messages and partitions must be >= 1, recipients >= 0")
+        if not all(0 <= getattr(self, f) <= 1 for f in MESSAGE_FAULTS + CHAT_FAULTS + ("bad_record", "ack_ratio")):
+            raise ValueError("fault fractions and ack_ratio must be within [0, 1]")
 
     @property
     def records_per_message(self) -> float:
@@ -123,7 +130,7 @@ class Workload:
     def __init__(self, spec: WorkloadSpec) -> None:
         self.spec = spec
         weights = [1.0 / (k + 1) ** spec.zipf_s for k in range(spec.chats)]
-        self._cum = list(_accumulate(weights))
+        self._cum = list(itertools.accumulate(weights))
         self.counts = [0] * spec.chats
         for c in self._chat_stream():
             self.counts[c] += 1
@@ -145,7 +152,7 @@ class Workload:
         self.injected["bad_record"] = round(spec.bad_record * total)
         if spec.recipients_per_message < 1 and (self.injected["clock_skew"] or self.injected["duplicate_delivery"]):
             raise ValueError("clock_skew and duplicate_delivery need recipients_per_message >= 1")
-        prefix = [0] + list(_accumulate(self.counts))
+        prefix = [0] + list(itertools.accumulate(self.counts))
         self.faults: dict[tuple[int, int], str] = {}
         taken: set[tuple[int, int]] = set()
         wanted = [f for f in reversed(MESSAGE_FAULTS) for _ in range(self.injected[f])]
@@ -225,14 +232,16 @@ class Workload:
         def trace(tid: int) -> list:
             return [("traceparent", f"00-{tid:032x}-{rng.getrandbits(64) | 1:016x}-01".encode())]
 
-        now = 0
+        def drain(until: float) -> Iterator[Record]:  # everything due by `until`, offsets assigned
+            while heap and heap[0][0] <= until:
+                _, _, topic, part, key, headers, payload = heapq.heappop(heap)
+                off = offsets[(topic, part)] = offsets.get((topic, part), -1) + 1
+                yield Record(topic, part, off, key, headers, payload)
+
+        now = 0  # microseconds since _EPOCH; about one message per millisecond
         for i, c in enumerate(self._chat_stream()):
             now += rng.randint(200, 1800)
-            while heap and heap[0][0] <= now:
-                at, _, topic, part, key, headers, payload = heapq.heappop(heap)
-                off = offsets.get((topic, part), 0)
-                offsets[(topic, part)] = off + 1
-                yield Record(topic, part, off, key, headers, payload)
+            yield from drain(now)
             seqs[c] = s = seqs[c] + 1
             cid, part, fault = chat_id(c), self.partition_of(c), self.faults.get((c, s))
             key, mid, tid = cid.encode(), message_id(spec, c, s), rng.getrandbits(128) | 1
@@ -277,32 +286,17 @@ class Workload:
                     again = at + rng.randint(100_000, 2_000_000)
                     push(again, spec.delivered_topic, part, key, trace(tid),
                          _dumps({**event, "delivered_at": _ts(again)}))
-        while heap:
-            at, _, topic, part, key, headers, payload = heapq.heappop(heap)
-            off = offsets.get((topic, part), 0)
-            offsets[(topic, part)] = off + 1
-            yield Record(topic, part, off, key, headers, payload)
-
-
-def _accumulate(values: Iterable[float]) -> Iterator[float]:
-    total = 0
-    for v in values:
-        total += v
-        yield total
+        yield from drain(float("inf"))
 
 
 def _bad(kind: str, cid: str, seq: int) -> bytes:
+    """A malformed record of the given rejection kind (docs/semantics.md)."""
     good = {"event_type": PERSISTED, "chat_id": cid, "sequence": seq, "message_id": f"bad-{cid}-{seq}",
             "created_at": _ts(0), "sender_id": "u0"}
-    if kind == "invalid_json":
-        return _dumps(good)[:-7]
-    if kind == "not_an_object":
-        return b'["message_persisted"]'
-    if kind == "missing_field":
-        return _dumps({k: v for k, v in good.items() if k != "message_id"})
-    if kind == "invalid_field":
-        return _dumps({**good, "sequence": str(seq)})
-    return _dumps({**good, "event_type": "message_edited"})
+    return {"invalid_json": _dumps(good)[:-7], "not_an_object": b'["message_persisted"]',
+            "missing_field": _dumps({k: v for k, v in good.items() if k != "message_id"}),
+            "invalid_field": _dumps({**good, "sequence": str(seq)}),
+            "unknown_event_type": _dumps({**good, "event_type": "message_edited"})}[kind]
 
 
 class WorkloadAuthority:
@@ -310,32 +304,30 @@ class WorkloadAuthority:
 
     def __init__(self, workload: Workload, messages: bool = True, counters: bool = True) -> None:
         self.w, self.has_messages, self.has_counters = workload, messages, counters
-        self._index = {chat_id(c): c for c in range(workload.spec.chats)}
+        self._chats = {chat_id(c): (c, n, message_id(workload.spec, c, 0)[:-8])
+                       for c, n in enumerate(workload.counts)}
 
     def message_id(self, chat_id: str, sequence: int) -> str | None:
-        c = self._index.get(chat_id)
-        if not self.has_messages or c is None or not 1 <= sequence <= self.w.counts[c] \
-                or (c, sequence) in self.w.lost:
+        entry = self._chats.get(chat_id) if self.has_messages else None
+        if entry is None or not 0 < sequence <= entry[1] or (entry[0], sequence) in self.w.lost:
             return None
-        return message_id(self.w.spec, c, sequence)
+        return f"{entry[2]}{sequence:08d}"  # == message_id(spec, chat, sequence), faster
 
     def sequence_bounds(self, chat_id: str) -> tuple[int, int] | None:
-        c = self._index.get(chat_id)
-        if not self.has_messages or c is None:
+        entry = self._chats.get(chat_id) if self.has_messages else None
+        if entry is None:
             return None
-        n, lost = self.w.counts[c], self.w.lost
+        (c, n, _), lost = entry, self.w.lost
         lo = next((s for s in range(1, n + 1) if (c, s) not in lost), None)
         hi = next((s for s in range(n, 0, -1) if (c, s) not in lost), None)
         return None if lo is None else (lo, hi)
 
     def last_sequence(self, chat_id: str) -> int | None:
-        c = self._index.get(chat_id)
-        return None if not self.has_counters or c is None else self.w.last_sequence(c)
+        entry = self._chats.get(chat_id) if self.has_counters else None
+        return None if entry is None else self.w.last_sequence(entry[0])
 
     def chat_ids(self) -> Iterable[str]:
-        if not self.has_messages:
-            return ()
-        return (chat_id(c) for c in range(self.w.spec.chats) if self.sequence_bounds(chat_id(c)))
+        return (cid for cid in self._chats if self.sequence_bounds(cid)) if self.has_messages else ()
 
 
 def _open_w(path: str | os.PathLike):
