@@ -2,67 +2,32 @@
 
 History in, data out. The engine imports no Kafka, boto, asyncio or Prometheus;
 replay, the live consumer and the benchmarks all feed it the same `Record`s and
-read the same `Tallies` and `Finding`s. The finding definitions live in
-`auditor.findings`.
+read the same `Tallies` and `Finding`s. The finding definitions are in
+`auditor.findings`; what the engine keeps, and why, in `auditor.state`.
 
-What it keeps, and why (memory grows with chats and open anomalies, not with
-records):
-
-per partition   the highest offset processed: replayed reads are skipped.
-per chat        `ChatState`: lo/hi of accepted sequences and the record that
-                first carried hi (counter evidence); the persisted set and, with
-                the messages table, the set of sequences whose reference message
-                was already claimed, both as `SequenceRuns` (one run per hole);
-                the highest persisted sequence (out-of-order test).
-per anomalous   `SequenceAnomaly`, only where an event carried a message_id that
-sequence        is not the reference id: which ids, whether each was persisted or
-                claimed, and up to EVIDENCE_LIMIT records. A sequence whose only
-                id is the authority's needs no entry: the authority remembers
-                the id for us, and the runs say whether it was persisted/claimed.
-without the     the first message_id at every sequence (`first_ids`), since no
-messages table  one else can tell a producer retry from a duplicate sequence
-                later. Memory then grows with messages: documented, not hidden.
-per delivery    (recipient, message_id) -> count and evidence, forgotten once the
-                chat's hi passes the delivery's sequence by `delivery_window`,
-                unless it is already a duplicate (then it is a finding).
+`process` is the hot path of every mode: it is written for CPython's sake (locals,
+one attribute load per field, no per-record allocation when nothing is wrong).
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable, NamedTuple
 
 from .authority import Authority
 from .errors import RecordRejected
-from .events import ACKED, DELIVERED, EVENT_TYPES, PERSISTED, parse_event, trace_id_from_header
+from .events import DECODE_ERRORS, EVENT_TYPE, Delivered, Event, Persisted, decode_event, parse_event
 from .findings import (
-    CLOCK_SKEW, COUNT_KINDS, COUNTER_CORRUPTION, DUPLICATE_DELIVERY, DUPLICATE_SEQUENCE,
-    EVIDENCE_LIMIT, MESSAGE_LOSS, OUT_OF_ORDER, PUBLISH_GAP, REDELIVERED, SEQUENCE_GAP,
-    SEQUENCE_HOLE, UNVERIFIED, Evidence, Finding,
+    CLOCK_SKEW, COUNTER_CORRUPTION, DUPLICATE_DELIVERY, DUPLICATE_SEQUENCE, EVIDENCE_LIMIT,
+    MESSAGE_LOSS, OUT_OF_ORDER, PUBLISH_GAP, REDELIVERED, SEQUENCE_GAP, SEQUENCE_HOLE,
+    UNVERIFIED, Finding,
 )
-from .runs import SequenceRuns
+from .records import Record
+from .state import ChatState, DuplicateDelivery, IdState, SequenceAnomaly, Tallies
 
 # ADR-012 Appendix A buckets for fanout_delivery_latency_seconds.
 LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
-
-
-class Record(NamedTuple):
-    """One Kafka record as every adapter hands it to the engine."""
-
-    topic: str
-    partition: int
-    offset: int
-    value: bytes | str | None
-    traceparent: str | None = None
-    raw: bytes | str | None = None  # verbatim input for the dead-letter output
-
-
-class Rejection(NamedTuple):
-    reason: str
-    error: str
-    record: Record
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,76 +37,10 @@ class EngineConfig:
     delivery_window: int = 1024
 
 
-@dataclass
-class Tallies:
-    """Every count the report and the metrics need, kept as plain ints."""
-
-    events_by_type: dict = field(default_factory=lambda: dict.fromkeys(EVENT_TYPES, 0))
-    rejected_by_reason: dict = field(default_factory=dict)
-    replayed_records: int = 0
-    counts: dict = field(default_factory=lambda: dict.fromkeys(COUNT_KINDS, 0))
-    ack_persisted: dict = field(default_factory=lambda: {"true": 0, "false": 0})
-    counter_by_reason: dict = field(default_factory=lambda: {"missing": 0, "behind": 0})
-    gaps_by_classification: dict = field(
-        default_factory=lambda: {PUBLISH_GAP: 0, SEQUENCE_HOLE: 0, UNVERIFIED: 0})
-    delivery_by_status: dict = field(default_factory=lambda: {"delivered": 0, "duplicate": 0})
-    latency_bucket_counts: list = field(default_factory=list)  # per bucket, last is +Inf
-    latency_sum: float = 0.0
-
-    @property
-    def events_total(self) -> int:
-        return sum(self.events_by_type.values())
-
-    @property
-    def rejected(self) -> int:
-        return sum(self.rejected_by_reason.values())
-
-
-class IdState:
-    __slots__ = ("persisted", "claimed", "evidence")
-
-    def __init__(self) -> None:
-        self.persisted = False
-        self.claimed = False
-        self.evidence: list[Evidence] = []
-
-
-class SequenceAnomaly:
-    """A sequence where some event carried a non-reference message_id."""
-
-    __slots__ = ("reference_persisted", "ids")
-
-    def __init__(self, reference_persisted: bool) -> None:
-        self.reference_persisted = reference_persisted
-        self.ids: dict[str, IdState] = {}
-
-
-class ChatState:
-    __slots__ = ("lo", "hi", "hi_evidence", "persisted", "claimed", "max_persisted",
-                 "anomalies", "first_ids", "deliveries")
-
-    def __init__(self) -> None:
-        self.lo = 0
-        self.hi = 0
-        self.hi_evidence: Evidence | None = None
-        self.persisted = SequenceRuns()
-        self.claimed = SequenceRuns()
-        self.max_persisted = 0
-        self.anomalies: dict[int, SequenceAnomaly] = {}
-        self.first_ids: dict[int, str] = {}
-        self.deliveries: deque = deque()  # (sequence, delivery key) in arrival order
-
-
-class DeliveryState:
-    __slots__ = ("count", "recipient_id", "message_id", "chat_id", "sequence", "evidence")
-
-    def __init__(self, recipient_id: str, message_id: str, chat_id: str, sequence: int) -> None:
-        self.count = 0
-        self.recipient_id = recipient_id
-        self.message_id = message_id
-        self.chat_id = chat_id
-        self.sequence = sequence
-        self.evidence: list[Evidence] = []
+class Rejection(NamedTuple):
+    reason: str
+    error: str
+    record: Record
 
 
 class AuditEngine:
@@ -152,10 +51,15 @@ class AuditEngine:
         self.tallies.latency_bucket_counts = [0] * (len(LATENCY_BUCKETS) + 1)
         self.chats: dict[str, ChatState] = {}
         self._offsets: dict[tuple[str, int], int] = {}
-        self._deliveries: dict[tuple[str, str], DeliveryState] = {}
-        self._closed_duplicates: list[DeliveryState] = []
+        # (recipient, message_id) -> the first delivery's Record, or a DuplicateDelivery
+        self._deliveries: dict[tuple[str, str], Record | DuplicateDelivery] = {}
+        self._closed_duplicates: list[DuplicateDelivery] = []
         self._findings: list[Finding] = []
         self._rejections: list[Rejection] = []
+        self._has_messages = authority.has_messages
+        self._message_id = authority.message_id
+        self._counter_of = authority.last_sequence if authority.has_counters else None
+        self._type_counts = dict.fromkeys(EVENT_TYPE, 0)  # by event class; see process()
 
     # -- input ---------------------------------------------------------------
 
@@ -167,23 +71,35 @@ class AuditEngine:
         of `finish`.
         """
         offsets = self._offsets
-        tallies = self.tallies
+        accept = self._accept
+        decode = decode_event
+        replayed = 0
         for record in records:
             key = (record.topic, record.partition)
-            last = offsets.get(key)
-            if last is not None and record.offset <= last:
-                tallies.replayed_records += 1
+            offset = record.offset
+            if offset <= offsets.get(key, -1):
+                replayed += 1
                 continue
-            offsets[key] = record.offset
+            offsets[key] = offset
             try:
-                event = parse_event(record.value)
-            except RecordRejected as exc:
-                self.reject(exc.reason, str(exc), record)
+                event = decode(record.payload)
+            except DECODE_ERRORS:
+                self._reject_payload(record)
                 continue
-            self._accept(event, record)
+            accept(event, record)
+        tallies = self.tallies
+        tallies.replayed_records += replayed
+        for event_class, count in self._type_counts.items():  # per batch, not per record
+            tallies.events_by_type[EVENT_TYPE[event_class]] = count
         findings, self._findings = self._findings, []
         rejections, self._rejections = self._rejections, []
         return findings, rejections
+
+    def _reject_payload(self, record: Record) -> None:
+        try:
+            parse_event(record.payload)  # the slow path names the reason
+        except RecordRejected as exc:
+            self.reject(exc.reason, str(exc), record)
 
     def reject(self, reason: str, error: str, record: Record) -> None:
         self.count_rejected(reason)
@@ -194,51 +110,43 @@ class AuditEngine:
         by_reason = self.tallies.rejected_by_reason
         by_reason[reason] = by_reason.get(reason, 0) + 1
 
-    def _accept(self, event: dict, record: Record) -> None:
-        event_type = event["event_type"]
-        chat_id = event["chat_id"]
-        seq = event["sequence"]
-        mid = event["message_id"]
-        tallies = self.tallies
-        tallies.events_by_type[event_type] += 1
-        trace = trace_id_from_header(record.traceparent) or event.get("trace_id")
-        evidence = ((record.topic, record.partition, record.offset), trace)
+    def _accept(self, event: Event, record: Record) -> None:
+        event_class = type(event)
+        chat_id = event.chat_id
+        seq = event.sequence
+        mid = event.message_id
+        self._type_counts[event_class] += 1
 
         chat = self.chats.get(chat_id)
         if chat is None:
-            chat = self.chats[chat_id] = ChatState()
-            chat.lo = seq
+            chat = self.chats[chat_id] = self._new_chat(chat_id, seq)
         elif seq < chat.lo:
             chat.lo = seq
         if seq > chat.hi:
             chat.hi = seq
-            chat.hi_evidence = evidence
+            if seq > chat.counter:  # only where a counter finding will want it
+                chat.hi_evidence = record
 
-        authority = self.authority
-        if authority.has_messages:
-            reference = authority.message_id(chat_id, seq)
+        if self._has_messages:
+            reference = self._message_id(chat_id, seq)
         else:
             reference = chat.first_ids.setdefault(seq, mid)
 
-        anomaly = chat.anomalies.get(seq)
         if mid == reference:
             id_state = None
+            anomaly = chat.anomalies.get(seq) if chat.anomalies else None
         else:
-            if anomaly is None:
-                anomaly = chat.anomalies[seq] = SequenceAnomaly(seq in chat.persisted)
-            id_state = anomaly.ids.get(mid)
-            if id_state is None:
-                id_state = anomaly.ids[mid] = IdState()
-                if reference is not None or len(anomaly.ids) >= 2:
-                    tallies.counts[DUPLICATE_SEQUENCE] += 1
+            id_state, anomaly = self._non_reference(chat, seq, mid, reference)
             if len(id_state.evidence) < EVIDENCE_LIMIT:
-                id_state.evidence.append(evidence)
+                id_state.evidence.append(record)
 
-        if event_type == PERSISTED:
-            self._persisted(chat, chat_id, seq, mid, id_state, anomaly, evidence)
-        if event_type == DELIVERED:
-            self._delivered(chat, chat_id, seq, mid, event, evidence)
-        elif authority.has_messages:  # a claim: persisted or acked
+        if event_class is Delivered:
+            self._delivered(chat, chat_id, seq, mid, event, record)
+            return
+        if event_class is Persisted:
+            self._persisted(chat, chat_id, seq, mid, id_state, anomaly, event, record)
+        if self._has_messages:  # a claim: persisted or acked
+            tallies = self.tallies
             if id_state is None:
                 if chat.claimed.add(seq):
                     tallies.ack_persisted["true"] += 1
@@ -247,60 +155,82 @@ class AuditEngine:
                 tallies.ack_persisted["false"] += 1
                 tallies.counts[MESSAGE_LOSS] += 1
 
+    def _new_chat(self, chat_id: str, seq: int) -> ChatState:
+        chat = ChatState(seq)
+        if self._counter_of is not None:  # missing counter: 0, so every hi is evidence
+            chat.counter = self._counter_of(chat_id) or 0
+        return chat
+
+    def _non_reference(self, chat: ChatState, seq: int, mid: str,
+                       reference: str | None) -> tuple[IdState, SequenceAnomaly]:
+        anomaly = chat.anomalies.get(seq)
+        if anomaly is None:
+            anomaly = chat.anomalies[seq] = SequenceAnomaly(seq in chat.persisted)
+        id_state = anomaly.ids.get(mid)
+        if id_state is None:
+            id_state = anomaly.ids[mid] = IdState()
+            # distinct ids at seq = this one + the others + the authority item, if any
+            if reference is not None or len(anomaly.ids) >= 2:
+                self.tallies.counts[DUPLICATE_SEQUENCE] += 1
+        return id_state, anomaly
+
     def _persisted(self, chat: ChatState, chat_id: str, seq: int, mid: str,
                    id_state: IdState | None, anomaly: SequenceAnomaly | None,
-                   evidence: Evidence) -> None:
-        if id_state is None:
-            if anomaly is not None:
+                   event: Persisted, record: Record) -> None:
+        if anomaly is None:  # the common case: only the reference id at seq
+            seen_before = not chat.persisted.add(seq)
+        else:
+            if id_state is None:
                 seen_before = anomaly.reference_persisted
                 anomaly.reference_persisted = True
             else:
-                seen_before = seq in chat.persisted
-        else:
-            seen_before = id_state.persisted
-            id_state.persisted = True
-        chat.persisted.add(seq)
+                seen_before = id_state.persisted
+                id_state.persisted = True
+            chat.persisted.add(seq)
         if seen_before:
             self.tallies.counts[REDELIVERED] += 1
-            return
-        if seq < chat.max_persisted:
+        elif seq < chat.max_persisted:
             self.tallies.counts[OUT_OF_ORDER] += 1
             self._findings.append(Finding(
                 OUT_OF_ORDER, chat_id, seq, (mid,),
                 f"persisted sequence {seq} arrived after sequence {chat.max_persisted}",
-                (evidence,)))
+                (record,)))
         else:
             chat.max_persisted = seq
 
     def _delivered(self, chat: ChatState, chat_id: str, seq: int, mid: str,
-                   event: dict, evidence: Evidence) -> None:
+                   event: Delivered, record: Record) -> None:
         tallies = self.tallies
-        created, delivered = event["created_at"], event["delivered_at"]
+        created, delivered = event.created_at, event.delivered_at
         if delivered < created:
             tallies.counts[CLOCK_SKEW] += 1
             self._findings.append(Finding(
                 CLOCK_SKEW, chat_id, seq, (mid,),
                 f"delivered_at {delivered.isoformat()} is before created_at {created.isoformat()}",
-                (evidence,)))
+                (record,)))
         else:
             latency = (delivered - created).total_seconds()
             tallies.latency_bucket_counts[bisect_left(LATENCY_BUCKETS, latency)] += 1
             tallies.latency_sum += latency
 
-        recipient = event["recipient_id"]
-        key = (recipient, mid)
-        state = self._deliveries.get(key)
-        if state is None:
-            state = self._deliveries[key] = DeliveryState(recipient, mid, chat_id, seq)
-            chat.deliveries.append((seq, key))
+        key = (event.recipient_id, mid)
+        deliveries = self._deliveries
+        first = deliveries.get(key)
+        if first is None:  # the common case: keep just the first delivery's evidence
+            deliveries[key] = record
+            queue = chat.deliveries
+            queue.append((seq, key))
             tallies.delivery_by_status["delivered"] += 1
-        else:
-            tallies.delivery_by_status["duplicate"] += 1
-            tallies.counts[DUPLICATE_DELIVERY] += 1
-        state.count += 1
-        if len(state.evidence) < EVIDENCE_LIMIT:
-            state.evidence.append(evidence)
-        self._forget_old_deliveries(chat)
+            if queue[0][0] < chat.hi - self.config.delivery_window:
+                self._forget_old_deliveries(chat)
+            return
+        tallies.delivery_by_status["duplicate"] += 1
+        tallies.counts[DUPLICATE_DELIVERY] += 1
+        if type(first) is Record:
+            first = deliveries[key] = DuplicateDelivery(key[0], mid, chat_id, seq, first)
+        first.count += 1
+        if len(first.evidence) < EVIDENCE_LIMIT:
+            first.evidence.append(record)
 
     def _forget_old_deliveries(self, chat: ChatState) -> None:
         horizon = chat.hi - self.config.delivery_window
@@ -308,7 +238,7 @@ class AuditEngine:
         while queue and queue[0][0] < horizon:
             _, key = queue.popleft()
             state = self._deliveries.pop(key)
-            if state.count > 1:
+            if type(state) is DuplicateDelivery:
                 self._closed_duplicates.append(state)
 
     # -- end of history ------------------------------------------------------
@@ -316,30 +246,32 @@ class AuditEngine:
     def finish(self) -> list[Finding]:
         """Findings that need the whole history; call once, after the last record."""
         findings, self._findings = self._findings, []
-        authority = self.authority
         chat_ids = set(self.chats)
-        chat_ids.update(authority.chat_ids())
+        chat_ids.update(self.authority.chat_ids())
         for chat_id in sorted(chat_ids):
             chat = self.chats.get(chat_id) or ChatState()
             findings.extend(self._sequence_findings(chat_id, chat))
             findings.extend(self._range_findings(chat_id, chat))
         for state in self._closed_duplicates + list(self._deliveries.values()):
-            if state.count > 1:
-                findings.append(self._duplicate_delivery(state))
+            if type(state) is DuplicateDelivery:
+                findings.append(Finding(
+                    DUPLICATE_DELIVERY, state.chat_id, state.sequence, (state.message_id,),
+                    f"{state.message_id} delivered {state.count} times to {state.recipient_id}",
+                    tuple(state.evidence), recipient_id=state.recipient_id))
         self._closed_duplicates.clear()
         findings.sort(key=lambda f: f.sort_key)
         return findings
 
     def _sequence_findings(self, chat_id: str, chat: ChatState) -> Iterable[Finding]:
-        authority = self.authority
+        """message_loss and duplicate_sequence, from the anomalous sequences."""
         for seq in sorted(chat.anomalies):
             anomaly = chat.anomalies[seq]
-            if authority.has_messages:
-                reference = authority.message_id(chat_id, seq)
+            if self._has_messages:
+                reference = self._message_id(chat_id, seq)
+                where = (f"the item there holds {reference}" if reference is not None
+                         else "there is no item there")
                 for mid, state in sorted(anomaly.ids.items()):
                     if state.claimed:
-                        where = (f"the item there holds {reference}" if reference is not None
-                                 else "there is no item there")
                         yield Finding(MESSAGE_LOSS, chat_id, seq, (mid,),
                                       f"{mid} claimed at sequence {seq} but {where}",
                                       tuple(state.evidence))
@@ -349,19 +281,20 @@ class AuditEngine:
             if reference is not None:
                 ids.add(reference)
             if len(ids) >= 2:
-                evidence = [e for _, s in sorted(anomaly.ids.items()) for e in s.evidence]
-                evidence.sort(key=lambda e: (e[0][0], e[0][1], e[0][2]))
+                evidence = sorted((e for s in anomaly.ids.values() for e in s.evidence),
+                                  key=lambda r: (r.topic, r.partition, r.offset))
                 yield Finding(DUPLICATE_SEQUENCE, chat_id, seq, tuple(sorted(ids)),
                               f"{len(ids)} distinct message ids at sequence {seq}",
                               tuple(evidence[:EVIDENCE_LIMIT]))
 
     def _range_findings(self, chat_id: str, chat: ChatState) -> Iterable[Finding]:
+        """counter_corruption and sequence_gap, from the observed range."""
         authority = self.authority
         tallies = self.tallies
         lo, hi = chat.lo, chat.hi
         bounds = authority.sequence_bounds(chat_id)
         if bounds is not None:
-            lo = bounds[0] if not lo else min(lo, bounds[0])
+            lo = min(lo, bounds[0]) if lo else bounds[0]
             hi = max(hi, bounds[1])
         if not hi:
             return
@@ -380,8 +313,8 @@ class AuditEngine:
                 evidence = (chat.hi_evidence,) if chat.hi_evidence is not None else ()
                 yield Finding(COUNTER_CORRUPTION, chat_id, None, (), detail, evidence, reason=reason)
         for seq in chat.persisted.missing(lo, hi):
-            if authority.has_messages:
-                item = authority.message_id(chat_id, seq)
+            if self._has_messages:
+                item = self._message_id(chat_id, seq)
                 classification = PUBLISH_GAP if item is not None else SEQUENCE_HOLE
                 ids = (item,) if item is not None else ()
             else:
@@ -391,10 +324,3 @@ class AuditEngine:
             yield Finding(SEQUENCE_GAP, chat_id, seq, ids,
                           f"no message_persisted event for sequence {seq} in [{lo}, {hi}] ({classification})",
                           classification=classification)
-
-    @staticmethod
-    def _duplicate_delivery(state: DeliveryState) -> Finding:
-        return Finding(
-            DUPLICATE_DELIVERY, state.chat_id, state.sequence, (state.message_id,),
-            f"{state.message_id} delivered {state.count} times to {state.recipient_id}",
-            tuple(state.evidence), recipient_id=state.recipient_id)

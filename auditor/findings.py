@@ -67,6 +67,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .events import trace_id_of
+from .records import Record
+
 MESSAGE_LOSS = "message_loss"
 DUPLICATE_SEQUENCE = "duplicate_sequence"
 COUNTER_CORRUPTION = "counter_corruption"
@@ -90,10 +93,9 @@ UNVERIFIED = "unverified"
 # so that one hot anomaly cannot grow memory without limit.
 EVIDENCE_LIMIT = 8
 
-# A record's place in Kafka: (topic, partition, offset).
-Coordinates = tuple[str, int, int]
-# One piece of evidence: coordinates and the record's trace id (or None).
-Evidence = tuple[Coordinates, "str | None"]
+# Evidence is the Record itself: keeping a reference costs nothing per record,
+# and its trace id is worked out only when a finding is written out.
+Evidence = Record
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +116,8 @@ class Finding:
 
     def to_dict(self) -> dict:
         trace_ids: list[str] = []
-        for _, trace in self.evidence:
+        for evidence in self.evidence:
+            trace = trace_id_of(evidence)
             if trace is not None and trace not in trace_ids:
                 trace_ids.append(trace)
         out = {
@@ -124,7 +127,7 @@ class Finding:
             "message_ids": list(self.message_ids),
             "classification": self.classification,
             "records": [
-                {"topic": t, "partition": p, "offset": o} for (t, p, o), _ in self.evidence
+                {"topic": r.topic, "partition": r.partition, "offset": r.offset} for r in self.evidence
             ],
             "trace_ids": trace_ids,
             "detail": self.detail,

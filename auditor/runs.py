@@ -22,7 +22,7 @@ class SequenceRuns:
     def __init__(self) -> None:
         self._start = 0  # highest run; empty set when _start == 0 (sequences are >= 1)
         self._end = -1
-        self._lower: SortedDict = SortedDict()  # start -> end, all below _start - 1
+        self._lower: SortedDict | None = None  # start -> end, below _start - 1; made on the first hole
 
     def __bool__(self) -> bool:
         return self._start != 0
@@ -31,6 +31,8 @@ class SequenceRuns:
         if self._start <= seq <= self._end:
             return True
         lower = self._lower
+        if not lower:
+            return False
         i = lower.bisect_right(seq) - 1
         return i >= 0 and seq <= lower.peekitem(i)[1]
 
@@ -48,7 +50,7 @@ class SequenceRuns:
 
     @property
     def run_count(self) -> int:
-        return len(self._lower) + (1 if self._start else 0)
+        return len(self._lower or ()) + (1 if self._start else 0)
 
     def add(self, seq: int) -> bool:
         """Add `seq`; True when it was not in the set before."""
@@ -62,6 +64,8 @@ class SequenceRuns:
         if not start:
             self._start, self._end = seq, seq
             return True
+        if self._lower is None:
+            self._lower = SortedDict()
         if seq > end:  # a hole opens: the old top run moves down
             self._lower[start] = end
             self._start = self._end = seq
@@ -106,7 +110,8 @@ class SequenceRuns:
 
     def runs(self) -> Iterator[tuple[int, int]]:
         """The runs in ascending order, as inclusive (start, end) pairs."""
-        yield from self._lower.items()
+        if self._lower:
+            yield from self._lower.items()
         if self._start:
             yield self._start, self._end
 

@@ -16,9 +16,12 @@ from .findings import Finding
 
 
 def _text(value: bytes | str | None) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    return value.decode("utf-8", errors="backslashreplace")
+    """The record as text, verbatim but for the line ending (invalid UTF-8 escaped)."""
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", errors="backslashreplace")
+    return value.rstrip("\r\n")
 
 
 class JsonLinesSink:
@@ -37,7 +40,12 @@ class JsonLinesSink:
 
 
 class DeadLetterSink(JsonLinesSink):
-    """Rejected records, verbatim, with their coordinates and why."""
+    """Rejected records, verbatim, with their coordinates and why.
+
+    `record` is the Kafka record's value exactly as it was (the payload, for a
+    kcat dump), with its key and headers beside it; a dump line that was not
+    even an envelope is kept whole, with its line number.
+    """
 
     def write(self, source: str, rejections: Iterable[Rejection]) -> None:
         self.write_objects(
@@ -48,7 +56,9 @@ class DeadLetterSink(JsonLinesSink):
                 "offset": r.record.offset,
                 "reason": r.reason,
                 "error": r.error,
-                "record": _text(r.record.raw if r.record.raw is not None else r.record.value),
+                "key": r.record.key,
+                "headers": r.record.headers,
+                "record": _text(r.record.payload),
             }
             for r in rejections
         )

@@ -1,0 +1,108 @@
+"""What the engine keeps, per chat, per anomalous sequence and per delivery.
+
+Memory grows with chats and open anomalies, not with records:
+
+per chat        `ChatState`: lo/hi of accepted sequences and, where hi passes the
+                counter, the record that first carried it (evidence); the persisted
+                set and, with the messages table, the set of sequences whose
+                reference message was already claimed, both as `SequenceRuns`
+                (one run per hole); the highest persisted sequence.
+per anomalous   `SequenceAnomaly`, only where an event carried a message_id that
+sequence        is not the reference id: which ids, whether each was persisted or
+                claimed, and up to EVIDENCE_LIMIT records each. A sequence whose
+                only id is the authority's needs no entry: the authority keeps
+                the id, and the runs say whether it was persisted or claimed.
+without the     `first_ids`, the first message_id at every sequence, since nothing
+messages table  else can tell a producer retry from a duplicate sequence later.
+                Memory then grows with messages: said in the docs, not hidden.
+per delivery    (recipient, message_id) -> the first delivery's record, kept
+                until the chat's hi passes its sequence by `delivery_window`;
+                a second delivery turns it into a `DuplicateDelivery` (a finding).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from .events import EVENT_TYPES
+from .findings import COUNT_KINDS, PUBLISH_GAP, SEQUENCE_HOLE, UNVERIFIED, Evidence
+from .runs import SequenceRuns
+
+
+class IdState:
+    """One non-reference message_id at an anomalous sequence."""
+
+    __slots__ = ("persisted", "claimed", "evidence")
+
+    def __init__(self) -> None:
+        self.persisted = False
+        self.claimed = False
+        self.evidence: list[Evidence] = []
+
+
+class SequenceAnomaly:
+    __slots__ = ("reference_persisted", "ids")
+
+    def __init__(self, reference_persisted: bool) -> None:
+        self.reference_persisted = reference_persisted
+        self.ids: dict[str, IdState] = {}
+
+
+class ChatState:
+    __slots__ = ("lo", "hi", "counter", "hi_evidence", "persisted", "claimed", "max_persisted",
+                 "anomalies", "first_ids", "deliveries")
+
+    def __init__(self, seq: int = 0) -> None:
+        self.lo = seq
+        self.hi = 0
+        # The counter item as of chat creation (replay's snapshot); no table: +inf,
+        # as no counter finding can exist. hi_evidence is only kept above it.
+        self.counter: float = float("inf")
+        self.hi_evidence: Evidence | None = None
+        self.persisted = SequenceRuns()
+        self.claimed = SequenceRuns()
+        self.max_persisted = 0
+        self.anomalies: dict[int, SequenceAnomaly] = {}
+        self.first_ids: dict[int, str] = {}
+        self.deliveries: deque = deque()  # (sequence, delivery key), arrival order
+
+
+class DuplicateDelivery:
+    """A (recipient, message) delivered more than once."""
+
+    __slots__ = ("count", "recipient_id", "message_id", "chat_id", "sequence", "evidence")
+
+    def __init__(self, recipient_id: str, message_id: str, chat_id: str, sequence: int,
+                 first: Evidence) -> None:
+        self.count = 1
+        self.recipient_id = recipient_id
+        self.message_id = message_id
+        self.chat_id = chat_id
+        self.sequence = sequence
+        self.evidence = [first]
+
+
+@dataclass
+class Tallies:
+    """Every count the report and the metrics need, as plain ints."""
+
+    events_by_type: dict = field(default_factory=lambda: dict.fromkeys(EVENT_TYPES, 0))
+    rejected_by_reason: dict = field(default_factory=dict)
+    replayed_records: int = 0
+    counts: dict = field(default_factory=lambda: dict.fromkeys(COUNT_KINDS, 0))
+    ack_persisted: dict = field(default_factory=lambda: {"true": 0, "false": 0})
+    counter_by_reason: dict = field(default_factory=lambda: {"missing": 0, "behind": 0})
+    gaps_by_classification: dict = field(
+        default_factory=lambda: {PUBLISH_GAP: 0, SEQUENCE_HOLE: 0, UNVERIFIED: 0})
+    delivery_by_status: dict = field(default_factory=lambda: {"delivered": 0, "duplicate": 0})
+    latency_bucket_counts: list = field(default_factory=list)  # per bucket, last is +Inf
+    latency_sum: float = 0.0
+
+    @property
+    def events_total(self) -> int:
+        return sum(self.events_by_type.values())
+
+    @property
+    def rejected(self) -> int:
+        return sum(self.rejected_by_reason.values())
