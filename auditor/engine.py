@@ -32,8 +32,9 @@ LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
 
 @dataclass(frozen=True, slots=True)
 class EngineConfig:
-    # Gateway retries land within seconds; 1,024 later messages in the same
-    # chat is far beyond any retry, and bounds what a busy chat holds.
+    # A gateway retry lands within minutes; 1,024 later messages in the same
+    # chat is beyond that even for busy groups, and caps a chat's delivery
+    # memory at 1,024 x recipients remembered deliveries.
     delivery_window: int = 1024
 
 

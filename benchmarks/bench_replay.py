@@ -127,7 +127,9 @@ def rss_child(spec_json: str, dump: str) -> None:
 
 
 def measure_rss(records: int, chats: int, seed: int, workdir: Path) -> dict:
-    spec = make_spec(records, chats, seed, BENIGN_MIX)
+    # Uniform activity, so that every chat is past the delivery window at both
+    # sizes: the steady state of a long run, where state must stay flat.
+    spec = make_spec(records, chats, seed, BENIGN_MIX, zipf_s=0.0)
     dump = workdir / f"rss-{records}.jsonl.gz"
     written = write_kcat_dump(Workload(spec).records(), dump)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
@@ -147,7 +149,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--chats", type=int, default=10_000, help="chat population of the throughput dump")
     p.add_argument("--rss-records", type=int, help="smaller RSS dump (default 250000, quick 25000)")
     p.add_argument("--rss-factor", type=int, default=4, help="larger RSS dump = factor x smaller")
-    p.add_argument("--rss-chats", type=int, default=1_000, help="chat population of both RSS dumps")
+    p.add_argument("--rss-chats", type=int, default=50, help="chat population of both RSS dumps")
     p.add_argument("--no-rss", action="store_true", help="skip the memory measurement")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--workdir", type=Path, help="where dumps go (default: a temporary directory, removed)")
