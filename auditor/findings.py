@@ -79,11 +79,13 @@ CLOCK_SKEW = "clock_skew"
 DUPLICATE_DELIVERY = "duplicate_delivery"
 REDELIVERED = "redelivered"
 
+# In order of severity: what an operator should read first.
 FINDING_KINDS = (
     MESSAGE_LOSS, DUPLICATE_SEQUENCE, COUNTER_CORRUPTION, SEQUENCE_GAP,
     OUT_OF_ORDER, CLOCK_SKEW, DUPLICATE_DELIVERY,
 )
 COUNT_KINDS = FINDING_KINDS + (REDELIVERED,)
+SEVERITY = {kind: rank for rank, kind in enumerate(FINDING_KINDS)}
 
 PUBLISH_GAP = "publish_gap"
 SEQUENCE_HOLE = "sequence_hole"
@@ -112,7 +114,9 @@ class Finding:
 
     @property
     def sort_key(self) -> tuple:
-        return (self.kind, self.chat_id, self.sequence or 0, self.message_ids, self.recipient_id or "")
+        """Most severe kind first (FINDING_KINDS order), then chat and sequence."""
+        return (SEVERITY[self.kind], self.chat_id, self.sequence or 0, self.message_ids,
+                self.recipient_id or "")
 
     def to_dict(self) -> dict:
         trace_ids: list[str] = []
