@@ -14,7 +14,7 @@ counter corruption cannot be decided and `hi` is not raised. The engine reads
 
 from __future__ import annotations
 
-from typing import Iterable, Protocol
+from typing import Iterable, Mapping, Protocol
 
 
 class Authority(Protocol):
@@ -23,6 +23,10 @@ class Authority(Protocol):
 
     def message_id(self, chat_id: str, sequence: int) -> str | None:
         """The message_id of the item at (chat_id, sequence), or None if absent."""
+
+    def items_of(self, chat_id: str) -> Mapping[int, str]:
+        """The chat's items as sequence -> message_id (what `message_id` answers
+        from). The engine keeps this per chat so its hot path is one `.get`."""
 
     def sequence_bounds(self, chat_id: str) -> tuple[int, int] | None:
         """Lowest and highest item sequence for the chat, or None without items."""
@@ -43,6 +47,9 @@ class NoAuthority:
     def message_id(self, chat_id: str, sequence: int) -> str | None:
         return None
 
+    def items_of(self, chat_id: str) -> Mapping[int, str]:
+        return {}
+
     def sequence_bounds(self, chat_id: str) -> tuple[int, int] | None:
         return None
 
@@ -51,6 +58,9 @@ class NoAuthority:
 
     def chat_ids(self) -> Iterable[str]:
         return ()
+
+
+_NO_ITEMS: Mapping[int, str] = {}
 
 
 class InMemoryAuthority:
@@ -74,6 +84,9 @@ class InMemoryAuthority:
     def message_id(self, chat_id: str, sequence: int) -> str | None:
         items = self._messages.get(chat_id)
         return items.get(sequence) if items else None
+
+    def items_of(self, chat_id: str) -> Mapping[int, str]:
+        return self._messages.get(chat_id) or _NO_ITEMS
 
     def sequence_bounds(self, chat_id: str) -> tuple[int, int] | None:
         bounds = self._bounds.get(chat_id)

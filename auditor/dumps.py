@@ -104,6 +104,13 @@ class DumpFile:
 def _line_chunks(stream: BinaryIO, batch_bytes: int) -> Iterator[tuple[list[bytes], BaseException | None]]:
     """Lists of lines of about `batch_bytes`; a read error comes after the lines
     read before it, so nothing that was readable is lost."""
+    if not isinstance(stream, gzip.GzipFile):  # a plain file cannot end early: read in bulk
+        try:
+            while lines := stream.readlines(batch_bytes):
+                yield lines, None
+        except OSError as exc:
+            yield [], exc
+        return
     lines: list[bytes] = []
     size = 0
     try:

@@ -12,6 +12,7 @@ one attribute load per field, no per-record allocation when nothing is wrong).
 from __future__ import annotations
 
 from bisect import bisect_left
+from datetime import timedelta
 from dataclasses import dataclass
 from typing import Iterable, NamedTuple
 
@@ -28,6 +29,7 @@ from .state import ChatState, DuplicateDelivery, IdState, SequenceAnomaly, Talli
 
 # ADR-012 Appendix A buckets for fanout_delivery_latency_seconds.
 LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
+_LATENCY_BOUNDS = tuple(timedelta(seconds=b) for b in LATENCY_BUCKETS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +63,7 @@ class AuditEngine:
         self._message_id = authority.message_id
         self._counter_of = authority.last_sequence if authority.has_counters else None
         self._type_counts = dict.fromkeys(EVENT_TYPE, 0)  # by event class; see process()
+        self._latency_sum = timedelta(0)
 
     # -- input ---------------------------------------------------------------
 
@@ -92,6 +95,7 @@ class AuditEngine:
         tallies.replayed_records += replayed
         for event_class, count in self._type_counts.items():  # per batch, not per record
             tallies.events_by_type[EVENT_TYPE[event_class]] = count
+        tallies.latency_sum = self._latency_sum.total_seconds()
         findings, self._findings = self._findings, []
         rejections, self._rejections = self._rejections, []
         return findings, rejections
@@ -129,7 +133,7 @@ class AuditEngine:
                 chat.hi_evidence = record
 
         if self._has_messages:
-            reference = self._message_id(chat_id, seq)
+            reference = chat.items.get(seq)
         else:
             reference = chat.first_ids.setdefault(seq, mid)
 
@@ -145,7 +149,10 @@ class AuditEngine:
             self._delivered(chat, chat_id, seq, mid, event, record)
             return
         if event_class is Persisted:
-            self._persisted(chat, chat_id, seq, mid, id_state, anomaly, event, record)
+            if anomaly is None and seq > chat.max_persisted and chat.persisted.add(seq):
+                chat.max_persisted = seq  # in order, first time: nothing to report
+            else:
+                self._persisted(chat, chat_id, seq, mid, id_state, anomaly, record)
         if self._has_messages:  # a claim: persisted or acked
             tallies = self.tallies
             if id_state is None:
@@ -158,6 +165,8 @@ class AuditEngine:
 
     def _new_chat(self, chat_id: str, seq: int) -> ChatState:
         chat = ChatState(seq)
+        if self._has_messages:
+            chat.items = self.authority.items_of(chat_id)
         if self._counter_of is not None:  # missing counter: 0, so every hi is evidence
             chat.counter = self._counter_of(chat_id) or 0
         return chat
@@ -177,7 +186,8 @@ class AuditEngine:
 
     def _persisted(self, chat: ChatState, chat_id: str, seq: int, mid: str,
                    id_state: IdState | None, anomaly: SequenceAnomaly | None,
-                   event: Persisted, record: Record) -> None:
+                   record: Record) -> None:
+        """Persisted records off the in-order path: retries, reordering, other ids."""
         if anomaly is None:  # the common case: only the reference id at seq
             seen_before = not chat.persisted.add(seq)
         else:
@@ -210,9 +220,9 @@ class AuditEngine:
                 f"delivered_at {delivered.isoformat()} is before created_at {created.isoformat()}",
                 (record,)))
         else:
-            latency = (delivered - created).total_seconds()
-            tallies.latency_bucket_counts[bisect_left(LATENCY_BUCKETS, latency)] += 1
-            tallies.latency_sum += latency
+            latency = delivered - created  # a timedelta: compared with the buckets as is
+            tallies.latency_bucket_counts[bisect_left(_LATENCY_BOUNDS, latency)] += 1
+            self._latency_sum += latency
 
         key = (event.recipient_id, mid)
         deliveries = self._deliveries

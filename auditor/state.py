@@ -24,10 +24,14 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Mapping
 
 from .events import EVENT_TYPES
 from .findings import COUNT_KINDS, PUBLISH_GAP, SEQUENCE_HOLE, UNVERIFIED, Evidence
 from .runs import SequenceRuns
+
+
+_NO_ITEMS: Mapping[int, str] = {}
 
 
 class IdState:
@@ -51,7 +55,7 @@ class SequenceAnomaly:
 
 class ChatState:
     __slots__ = ("lo", "hi", "counter", "hi_evidence", "persisted", "claimed", "max_persisted",
-                 "anomalies", "first_ids", "deliveries")
+                 "anomalies", "items", "first_ids", "deliveries")
 
     def __init__(self, seq: int = 0) -> None:
         self.lo = seq
@@ -64,6 +68,7 @@ class ChatState:
         self.claimed = SequenceRuns()
         self.max_persisted = 0
         self.anomalies: dict[int, SequenceAnomaly] = {}
+        self.items: Mapping[int, str] = _NO_ITEMS  # the authority's items for the chat
         self.first_ids: dict[int, str] = {}
         self.deliveries: deque = deque()  # (sequence, delivery key), arrival order
 

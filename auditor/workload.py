@@ -313,6 +313,9 @@ class WorkloadAuthority:
             return None
         return f"{entry[2]}{sequence:08d}"  # == message_id(spec, chat, sequence), faster
 
+    def items_of(self, chat_id: str) -> "_ChatItems":
+        return _ChatItems(self, chat_id)
+
     def sequence_bounds(self, chat_id: str) -> tuple[int, int] | None:
         entry = self._chats.get(chat_id) if self.has_messages else None
         if entry is None:
@@ -328,6 +331,19 @@ class WorkloadAuthority:
 
     def chat_ids(self) -> Iterable[str]:
         return (cid for cid in self._chats if self.sequence_bounds(cid)) if self.has_messages else ()
+
+
+class _ChatItems:
+    """One chat's items, computed on lookup: the `.get` the engine's hot path uses."""
+
+    __slots__ = ("_authority", "_chat_id")
+
+    def __init__(self, authority: WorkloadAuthority, chat_id: str) -> None:
+        self._authority, self._chat_id = authority, chat_id
+
+    def get(self, sequence: int, default: str | None = None) -> str | None:
+        found = self._authority.message_id(self._chat_id, sequence)
+        return default if found is None else found
 
 
 def _open_w(path: str | os.PathLike):
