@@ -72,11 +72,20 @@ class AuditEngine:
 
         Record-level findings (out_of_order, clock_skew) come out here; findings
         that need the whole history (loss, duplicates, gaps, counters) come out
-        of `finish`.
+        of `finish`. Equal to `apply(admit(records))`.
+        """
+        return self.apply(self.admit(records))
+
+    def admit(self, records: Iterable[Record]) -> list[tuple[Event, Record]]:
+        """Step 1: skip replayed reads, decode and validate, reject the bad.
+
+        An adapter whose authority must fetch facts first (a live table) calls
+        this, fetches what the admitted events name, then calls `apply`.
         """
         offsets = self._offsets
-        accept = self._accept
         decode = decode_event
+        admitted = []
+        append = admitted.append
         replayed = 0
         for record in records:
             key = (record.topic, record.partition)
@@ -86,13 +95,18 @@ class AuditEngine:
                 continue
             offsets[key] = offset
             try:
-                event = decode(record.payload)
+                append((decode(record.payload), record))
             except DECODE_ERRORS:
                 self._reject_payload(record)
-                continue
+        self.tallies.replayed_records += replayed
+        return admitted
+
+    def apply(self, admitted: Iterable[tuple[Event, Record]]) -> tuple[list[Finding], list[Rejection]]:
+        """Step 2: run admitted events through the audit, in order."""
+        accept = self._accept
+        for event, record in admitted:
             accept(event, record)
         tallies = self.tallies
-        tallies.replayed_records += replayed
         for event_class, count in self._type_counts.items():  # per batch, not per record
             tallies.events_by_type[EVENT_TYPE[event_class]] = count
         tallies.latency_sum = self._latency_sum.total_seconds()
