@@ -3,6 +3,11 @@
 The same engine as the live consumer, fed from files instead of a broker. The
 authority is a snapshot assumed to be taken after the dump ends (contract
 section 4), so every verdict can be taken as records arrive.
+
+Two drivers share one batch loop: `replay` for an authority that answers at
+once (an export in memory), `replay_live` for one that must fetch first (a
+live table): it awaits the facts each batch names between `engine.admit` and
+`engine.apply`, and the whole-history facts before `engine.finish`.
 """
 
 from __future__ import annotations
@@ -11,14 +16,25 @@ import gc
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Protocol, Sequence
 
 from .authority import Authority
 from .dumps import INVALID_ENVELOPE, Batch, DumpFile
-from .engine import AuditEngine, EngineConfig, Tallies
+from .engine import AuditEngine, EngineConfig, Rejection
 from .errors import InputError
 from .findings import Finding
 from .sinks import DeadLetterSink
+from .state import Tallies
+
+OnBatch = Callable[[DumpFile, Batch], None]
+
+
+class FetchingAuthority(Authority, Protocol):
+    async def prefetch(self, admitted: list) -> None:
+        """Fetch every fact the admitted (event, record) pairs need."""
+
+    async def prepare_finish(self, chat_ids: set[str]) -> None:
+        """Fetch every fact `finish` needs for these chats and the table's own."""
 
 
 @dataclass
@@ -27,6 +43,49 @@ class ReplayResult:
     tallies: Tallies
     sources: list[str]
     errors: list[str] = field(default_factory=list)  # one line per file cut short
+
+
+class _Run:
+    """One replay's engine and outputs; `batches` is the loop both drivers use."""
+
+    def __init__(self, authority: Authority, config: EngineConfig,
+                 dead_letter: DeadLetterSink | None, on_batch: OnBatch | None) -> None:
+        self.engine = AuditEngine(authority, config)
+        self.dead_letter = dead_letter
+        self.on_batch = on_batch
+        self.findings: list[Finding] = []
+        self.errors: list[str] = []
+        self.sources: list[str] = []
+
+    def batches(self, paths: Sequence[str | Path]) -> Iterator[Batch]:
+        """Each file's batches in order. An unreadable file is recorded in
+        `errors` and the run goes on with the next one."""
+        for path in paths:
+            try:
+                dump = DumpFile(path)
+                self.sources.append(dump.path)
+                for batch in dump.batches():
+                    for bad in batch.bad_lines:
+                        self.engine.count_rejected(INVALID_ENVELOPE)
+                        if self.dead_letter is not None:
+                            self.dead_letter.write_bad_line(dump.path, bad.line, bad.raw, bad.error)
+                    self._source = dump.path
+                    yield batch
+                    if self.on_batch is not None:
+                        self.on_batch(dump, batch)
+            except InputError as exc:
+                self.errors.append(str(exc))
+
+    def applied(self, output: tuple[list[Finding], list[Rejection]]) -> None:
+        findings, rejections = output
+        self.findings.extend(findings)
+        if self.dead_letter is not None and rejections:
+            self.dead_letter.write(self._source, rejections)
+
+    def result(self) -> ReplayResult:
+        self.findings.extend(self.engine.finish())
+        self.findings.sort(key=lambda f: f.sort_key)
+        return ReplayResult(self.findings, self.engine.tallies, self.sources, self.errors)
 
 
 @contextmanager
@@ -44,40 +103,29 @@ def _batch_gc():
         gc.unfreeze()
 
 
-def replay(
-    paths: Sequence[str | Path],
-    authority: Authority,
-    config: EngineConfig = EngineConfig(),
-    dead_letter: DeadLetterSink | None = None,
-    on_batch: Callable[[DumpFile, Batch], None] | None = None,
-) -> ReplayResult:
-    """Replay `paths` in order. An unreadable file is recorded in `errors` and
-    the replay goes on with the next one: what was read is still reported."""
+def replay(paths: Sequence[str | Path], authority: Authority,
+           config: EngineConfig = EngineConfig(), dead_letter: DeadLetterSink | None = None,
+           on_batch: OnBatch | None = None) -> ReplayResult:
+    """Replay `paths` in order against an authority that answers at once."""
+    run = _Run(authority, config, dead_letter, on_batch)
     with _batch_gc():
-        return _replay(paths, AuditEngine(authority, config), dead_letter, on_batch)
+        for batch in run.batches(paths):
+            run.applied(run.engine.process(batch.records))
+        return run.result()
 
 
-def _replay(paths, engine: AuditEngine, dead_letter, on_batch) -> ReplayResult:
-    findings: list[Finding] = []
-    errors: list[str] = []
-    sources: list[str] = []
-    for path in paths:
-        try:
-            dump = DumpFile(path)
-            sources.append(dump.path)
-            for batch in dump.batches():
-                for bad in batch.bad_lines:
-                    engine.count_rejected(INVALID_ENVELOPE)
-                    if dead_letter is not None:
-                        dead_letter.write_bad_line(dump.path, bad.line, bad.raw, bad.error)
-                new_findings, rejections = engine.process(batch.records)
-                findings.extend(new_findings)
-                if dead_letter is not None and rejections:
-                    dead_letter.write(dump.path, rejections)
-                if on_batch is not None:
-                    on_batch(dump, batch)
-        except InputError as exc:
-            errors.append(str(exc))
-    findings.extend(engine.finish())
-    findings.sort(key=lambda f: f.sort_key)
-    return ReplayResult(findings, engine.tallies, sources, errors)
+async def replay_live(paths: Sequence[str | Path], authority: FetchingAuthority,
+                      config: EngineConfig = EngineConfig(),
+                      dead_letter: DeadLetterSink | None = None,
+                      on_batch: OnBatch | None = None) -> ReplayResult:
+    """Replay `paths` against an authority that fetches: per batch, decode,
+    await the facts it names, then audit. A fetch that cannot complete raises
+    (retriable) rather than letting a verdict be taken without its facts."""
+    run = _Run(authority, config, dead_letter, on_batch)
+    with _batch_gc():
+        for batch in run.batches(paths):
+            admitted = run.engine.admit(batch.records)
+            await authority.prefetch(admitted)
+            run.applied(run.engine.apply(admitted))
+        await authority.prepare_finish(set(run.engine.chats))
+        return run.result()

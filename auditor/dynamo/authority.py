@@ -1,0 +1,85 @@
+"""The authority read from live DynamoDB tables, for the synchronous engine.
+
+The engine asks its questions synchronously; DynamoDB answers asynchronously.
+`TableAuthority` bridges them with a cache that the adapter fills before the
+engine needs it:
+
+1. `prefetch(admitted)`: after `engine.admit`, before `engine.apply`, fetch
+   the item at every (chat, sequence) the batch names that is not known yet,
+   and the counter of every chat not known yet. Absent items are remembered as
+   absent, so the engine's lookups in `apply` are all answered from the cache.
+2. `prepare_finish(chats)`: before `engine.finish`, read every chat the table
+   holds (Scan, ids only), then each chat's items in full (Query) and its
+   counter, so ranges, gap classifications and authority-only chats are
+   decided exactly as from an export.
+
+A read that cannot complete raises `AuthorityUnavailable` out of the fetch
+(the reader has already retried with backoff): the batch is not applied, so
+no verdict is ever taken on a missing answer.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Mapping
+
+from ..authority import Authority
+
+
+class TableAuthority(Authority):
+    def __init__(self, reader, has_messages: bool = True, has_counters: bool = True) -> None:
+        self._reader = reader
+        self.has_messages = has_messages
+        self.has_counters = has_counters
+        self._items: dict[str, dict[int, str]] = {}
+        self._looked_up: set[tuple[str, int]] = set()
+        self._counters: dict[str, int | None] = {}
+        self._chat_ids: set[str] = set()
+
+    # -- fetching (async, by the adapter) ------------------------------------
+
+    async def prefetch(self, admitted: list) -> None:
+        keys = {(event.chat_id, event.sequence) for event, _ in admitted}
+        if self.has_messages:
+            wanted = keys - self._looked_up
+            if wanted:
+                found = await self._reader.get_messages(wanted)
+                for (chat, seq), message_id in found.items():
+                    if message_id is not None:
+                        self._items.setdefault(chat, {})[seq] = message_id
+                self._looked_up |= wanted
+        if self.has_counters:
+            await self._fetch_counters({chat for chat, _ in keys})
+
+    async def prepare_finish(self, chat_ids: set[str]) -> None:
+        if self.has_messages:
+            self._chat_ids = await self._reader.scan_chat_ids()
+            for chat in self._chat_ids | chat_ids:
+                items = await self._reader.query_chat(chat)
+                self._items.setdefault(chat, {}).update(items)
+        if self.has_counters:
+            await self._fetch_counters(chat_ids | self._chat_ids)
+
+    async def _fetch_counters(self, chats: set[str]) -> None:
+        wanted = chats - self._counters.keys()
+        if wanted:
+            self._counters.update(await self._reader.get_counters(wanted))
+
+    # -- answering (sync, to the engine) -------------------------------------
+
+    def message_id(self, chat_id: str, sequence: int) -> str | None:
+        items = self._items.get(chat_id)
+        return items.get(sequence) if items else None
+
+    def items_of(self, chat_id: str) -> Mapping[int, str]:
+        # The same dict that later fetches fill: the engine keeps a reference.
+        return self._items.setdefault(chat_id, {})
+
+    def sequence_bounds(self, chat_id: str) -> tuple[int, int] | None:
+        items = self._items.get(chat_id)
+        return (min(items), max(items)) if items else None
+
+    def last_sequence(self, chat_id: str) -> int | None:
+        return self._counters.get(chat_id)
+
+    def chat_ids(self) -> Iterable[str]:
+        return (chat for chat in self._chat_ids if self._items.get(chat))
