@@ -1,6 +1,6 @@
 # The two commands the README starts with: `make demo` and `make test`.
 # Each sets up its own virtualenv on first use (scripts/bootstrap).
-.PHONY: demo test unit bench setup clean
+.PHONY: demo test unit bench setup clean dynamodb-local
 
 setup:
 	@scripts/bootstrap
@@ -12,7 +12,11 @@ demo: setup
 	  --report /tmp/auditor-example-report.json ; \
 	  rc=$$?; [ $$rc -le 1 ] || exit $$rc; echo "report: /tmp/auditor-example-report.json"
 
-test: setup
+# Integration tests start DynamoDB Local; fetch it once (scripts/dynamodb-local).
+dynamodb-local:
+	@scripts/dynamodb-local >/dev/null
+
+test: setup dynamodb-local
 	.venv/bin/python -m pytest -q
 
 unit: setup

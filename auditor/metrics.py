@@ -101,3 +101,51 @@ def audit_registry(tallies: Callable[[], Tallies],
 
 def write_metrics(path: str | Path, registry: CollectorRegistry) -> None:
     Path(path).write_bytes(generate_latest(registry))
+
+
+# --- Live authority (auditor.dynamo) ---------------------------------------
+# Imported here rather than at the top so the audit metrics above stay as they
+# were; these are ordinary client-side metrics updated per DynamoDB request
+# (at most 100 keys each), which is far from the per-record hot loop.
+from prometheus_client import Counter, Gauge, Histogram  # noqa: E402
+
+DYNAMO_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+DYNAMO_KEYS_BUCKETS = (1, 2, 5, 10, 25, 50, 75, 100)
+
+
+class DynamoMetrics:
+    """Client-side metrics of the DynamoDB authority reader and loader.
+
+    `operation` is the DynamoDB API name (BatchGetItem, Query, ...); `outcome`
+    and `reason` are small fixed sets (see auditor.dynamo.requests). No key,
+    table row or chat ever becomes a label.
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "auditor_dynamo_requests", "DynamoDB requests sent, by API operation and outcome "
+            "(ok, partial = some keys unprocessed, throttled, server_error, connection, timeout, "
+            "rejected = non-retriable error, breaker_open = not sent)",
+            ["operation", "outcome"], registry=r)
+        self.latency = Histogram(
+            "auditor_dynamo_request_duration_seconds",
+            "Wall time of one DynamoDB request (one attempt), by API operation",
+            ["operation"], buckets=DYNAMO_LATENCY_BUCKETS, registry=r)
+        self.keys_per_request = Histogram(
+            "auditor_dynamo_keys_per_request",
+            "Keys (BatchGetItem) or items (BatchWriteItem) carried by one batch request",
+            ["operation"], buckets=DYNAMO_KEYS_BUCKETS, registry=r)
+        self.retries = Counter(
+            "auditor_dynamo_retries", "DynamoDB requests repeated after a backoff, by reason "
+            "(unprocessed, throttled, server_error, connection, timeout)", ["reason"], registry=r)
+        self.throttles = Counter(
+            "auditor_dynamo_throttles", "DynamoDB throttling errors (ProvisionedThroughputExceeded, "
+            "Throttling, RequestLimitExceeded)", registry=r)
+        self.breaker_state = Gauge(
+            "auditor_dynamo_breaker_state",
+            "Circuit breaker in front of DynamoDB: 0 closed, 1 open (failing fast), 2 half-open", registry=r)
+        self.pending_verdicts = Gauge(
+            "auditor_pending_verdicts",
+            "Verdicts waiting for an authority answer (never turned into findings while waiting)", registry=r)
