@@ -4,19 +4,27 @@ and nowhere deeper."""
 from __future__ import annotations
 
 import argparse
+import asyncio
+import os
 import sys
 import time
 from pathlib import Path
 from typing import Sequence
+from urllib.parse import urlparse
 
+import aioboto3
 import orjson
 
 from .config import AttributeNames, ReplayConfig
 from .engine import EngineConfig
-from .errors import AuditorError
+from .dynamo.authority import TableAuthority
+from .dynamo.config import DynamoConfig, TableNames
+from .dynamo.reader import AuthorityReader
+from .dynamo.tables import create_tables, load_export
+from .errors import AuditorError, ConfigError
 from .export import load_export_authority
-from .metrics import audit_registry, write_metrics
-from .replay import replay
+from .metrics import DynamoMetrics, audit_registry, write_metrics
+from .replay import Patience, replay, replay_live
 from .report import build_report, summary_lines
 from .sinks import DeadLetterSink
 
@@ -43,10 +51,61 @@ def _parser() -> argparse.ArgumentParser:
                     help="progress bar (default: when stderr is a terminal)")
     rp.add_argument("--delivery-window", type=int, default=EngineConfig().delivery_window,
                     help="sequences a delivery is remembered for duplicate detection")
-    for attr in ("chat_id", "sequence", "message_id", "last_sequence"):
-        rp.add_argument(f"--attr-{attr.replace('_', '-')}", default=attr, metavar="NAME",
-                        help=f"attribute name of {attr} in the tables")
+    _add_table_flags(rp)
+    rp.add_argument("--dynamodb-endpoint", metavar="URL", default=_env("AWS_ENDPOINT_URL_DYNAMODB"),
+                    help="verify against live tables at this endpoint instead of exports "
+                         "(env AWS_ENDPOINT_URL_DYNAMODB)")
+    rp.add_argument("--eventually-consistent", action="store_true",
+                    help="eventually consistent reads (half the cost; may see an item late)")
+    rp.add_argument("--authority-wait", type=float, default=Patience().max_wait, metavar="SECONDS",
+                    help="how long verdicts wait for an unavailable table before the run fails")
+
+    auth = sub.add_parser("authority", help="tools for the DynamoDB tables")
+    auth_sub = auth.add_subparsers(dest="authority_command", required=True)
+    load = auth_sub.add_parser("load-export", help="create the tables if absent and load an export")
+    load.add_argument("--messages-export", type=Path, metavar="DIR")
+    load.add_argument("--counters-export", type=Path, metavar="DIR")
+    load.add_argument("--dynamodb-endpoint", metavar="URL", default=_env("AWS_ENDPOINT_URL_DYNAMODB"),
+                      required=_env("AWS_ENDPOINT_URL_DYNAMODB") is None)
+    _add_table_flags(load)
     return parser
+
+
+def _env(name: str) -> str | None:
+    return os.environ.get(name) or None
+
+
+def _add_table_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--region", default=_env("AWS_REGION") or _env("AWS_DEFAULT_REGION") or "us-east-1")
+    parser.add_argument("--messages-table", default="messages", metavar="NAME",
+                        help="messages table name ('' = no messages table)")
+    parser.add_argument("--counters-table", default="chat_counters", metavar="NAME",
+                        help="counters table name ('' = no counters table)")
+    for attr in ("chat_id", "sequence", "message_id", "last_sequence"):
+        parser.add_argument(f"--attr-{attr.replace('_', '-')}", default=attr, metavar="NAME",
+                            help=f"attribute name of {attr} in the tables")
+
+
+def _attributes(args: argparse.Namespace) -> AttributeNames:
+    return AttributeNames(args.attr_chat_id, args.attr_sequence, args.attr_message_id,
+                          args.attr_last_sequence)
+
+
+def _dynamo_config(args: argparse.Namespace) -> DynamoConfig:
+    return DynamoConfig(
+        endpoint_url=args.dynamodb_endpoint, region=args.region,
+        tables=TableNames(args.messages_table or "messages", args.counters_table or "chat_counters"),
+        attributes=_attributes(args),
+        consistent_read=not getattr(args, "eventually_consistent", False))
+
+
+def _session(config: DynamoConfig) -> aioboto3.Session:
+    """DynamoDB Local takes any credentials: on a loopback endpoint with none
+    configured, use placeholders rather than fail on the credential chain."""
+    host = urlparse(config.endpoint_url or "").hostname or ""
+    if host in ("127.0.0.1", "localhost", "::1") and not _env("AWS_ACCESS_KEY_ID"):
+        return aioboto3.Session(aws_access_key_id="local", aws_secret_access_key="local")
+    return aioboto3.Session()
 
 
 def _replay_config(args: argparse.Namespace) -> ReplayConfig:
@@ -58,21 +117,29 @@ def _replay_config(args: argparse.Namespace) -> ReplayConfig:
         dead_letter=args.dead_letter,
         metrics_out=args.metrics_out,
         progress=sys.stderr.isatty() if args.progress is None else args.progress,
-        attributes=AttributeNames(args.attr_chat_id, args.attr_sequence,
-                                  args.attr_message_id, args.attr_last_sequence),
+        attributes=_attributes(args),
         engine=EngineConfig(delivery_window=args.delivery_window),
+        dynamo=_dynamo_config(args) if args.dynamodb_endpoint else None,
+        has_messages_table=bool(args.messages_table),
+        has_counters_table=bool(args.counters_table),
+        authority_wait=args.authority_wait,
     )
 
 
 def run_replay(config: ReplayConfig) -> int:
-    authority = load_export_authority(config.messages_export, config.counters_export,
-                                      config.attributes)
+    if config.dynamo is not None and (config.messages_export or config.counters_export):
+        raise ConfigError("use either --dynamodb-endpoint or export directories, not both")
     dead_letter = DeadLetterSink(config.dead_letter) if config.dead_letter else None
     progress = _Progress(config.dumps) if config.progress else None
+    on_batch = progress.update if progress else None
     started = time.perf_counter()
     try:
-        result = replay(config.dumps, authority, config.engine, dead_letter,
-                        progress.update if progress else None)
+        if config.dynamo is None:
+            authority = load_export_authority(config.messages_export, config.counters_export,
+                                              config.attributes)
+            result = replay(config.dumps, authority, config.engine, dead_letter, on_batch)
+        else:
+            authority, result = asyncio.run(_replay_live(config, dead_letter, on_batch))
     finally:
         if dead_letter is not None:
             dead_letter.close()
@@ -92,6 +159,31 @@ def run_replay(config: ReplayConfig) -> int:
     if result.errors:
         return EXIT_ERROR
     return EXIT_FINDINGS if result.findings else EXIT_CLEAN
+
+
+async def _replay_live(config: ReplayConfig, dead_letter, on_batch):
+    metrics = DynamoMetrics()
+    async with AuthorityReader(config.dynamo, session=_session(config.dynamo), metrics=metrics) as reader:
+        await reader.require_tables(messages=config.has_messages_table, counters=config.has_counters_table)
+        authority = TableAuthority(reader, config.has_messages_table, config.has_counters_table)
+        result = await replay_live(config.dumps, authority, config.engine, dead_letter, on_batch,
+                                   Patience(max_wait=config.authority_wait),
+                                   metrics.pending_verdicts.set)
+    return authority, result
+
+
+def run_load_export(args: argparse.Namespace) -> int:
+    config = _dynamo_config(args)
+
+    async def load() -> dict[str, int]:
+        session = _session(config)
+        await create_tables(config, session=session)
+        return await load_export(config, args.messages_export, args.counters_export, session=session)
+
+    counts = asyncio.run(load())
+    for table, n in counts.items():
+        print(f"{table}: {n} items loaded")
+    return EXIT_CLEAN
 
 
 class _Progress:
@@ -131,6 +223,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "replay":
             return run_replay(_replay_config(args))
+        if args.command == "authority" and args.authority_command == "load-export":
+            return run_load_export(args)
     except AuditorError as exc:
         print(f"auditor: {exc}", file=sys.stderr)
         return EXIT_ERROR

@@ -7,8 +7,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .engine import EngineConfig
+
+if TYPE_CHECKING:
+    from .dynamo.config import DynamoConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,3 +36,7 @@ class ReplayConfig:
     progress: bool = False
     attributes: AttributeNames = field(default_factory=AttributeNames)
     engine: EngineConfig = field(default_factory=EngineConfig)
+    dynamo: "DynamoConfig | None" = None  # live tables instead of exports
+    has_messages_table: bool = True
+    has_counters_table: bool = True
+    authority_wait: float = 600.0

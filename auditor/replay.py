@@ -12,16 +12,18 @@ live table): it awaits the facts each batch names between `engine.admit` and
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Protocol, Sequence
+from typing import Awaitable, Callable, Iterator, Protocol, Sequence
 
 from .authority import Authority
 from .dumps import INVALID_ENVELOPE, Batch, DumpFile
 from .engine import AuditEngine, EngineConfig, Rejection
-from .errors import InputError
+from .errors import AuthorityUnavailable, InputError
 from .findings import Finding
 from .sinks import DeadLetterSink
 from .state import Tallies
@@ -114,18 +116,48 @@ def replay(paths: Sequence[str | Path], authority: Authority,
         return run.result()
 
 
+@dataclass(frozen=True)
+class Patience:
+    """How long a verdict waits for an unavailable authority before the run
+    gives up (exit 2, nothing decided on a missing answer)."""
+
+    max_wait: float = 600.0  # seconds without progress
+    first_delay: float = 0.5
+    max_delay: float = 10.0  # a restarted table is noticed within this
+
+
+async def _patiently(fetch: Callable[[], Awaitable[None]], patience: Patience,
+                     pending: Callable[[int], None], waiting: int) -> None:
+    """Run `fetch` until it succeeds; while the authority is unavailable, wait
+    with exponential backoff and show `waiting` verdicts as pending."""
+    delay, deadline = patience.first_delay, time.monotonic() + patience.max_wait
+    while True:
+        try:
+            await fetch()
+            pending(0)
+            return
+        except AuthorityUnavailable:
+            pending(waiting)
+            if time.monotonic() + delay > deadline:
+                raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, patience.max_delay)
+
+
 async def replay_live(paths: Sequence[str | Path], authority: FetchingAuthority,
                       config: EngineConfig = EngineConfig(),
                       dead_letter: DeadLetterSink | None = None,
-                      on_batch: OnBatch | None = None) -> ReplayResult:
+                      on_batch: OnBatch | None = None, patience: Patience = Patience(),
+                      pending: Callable[[int], None] = lambda n: None) -> ReplayResult:
     """Replay `paths` against an authority that fetches: per batch, decode,
-    await the facts it names, then audit. A fetch that cannot complete raises
-    (retriable) rather than letting a verdict be taken without its facts."""
+    await the facts it names (waiting out an outage), then audit. The batch is
+    never applied without its facts, so an outage cannot become a finding."""
     run = _Run(authority, config, dead_letter, on_batch)
     with _batch_gc():
         for batch in run.batches(paths):
             admitted = run.engine.admit(batch.records)
-            await authority.prefetch(admitted)
+            await _patiently(lambda: authority.prefetch(admitted), patience, pending, len(admitted))
             run.applied(run.engine.apply(admitted))
-        await authority.prepare_finish(set(run.engine.chats))
+        chats = set(run.engine.chats)
+        await _patiently(lambda: authority.prepare_finish(chats), patience, pending, len(chats))
         return run.result()

@@ -75,6 +75,21 @@ class AuthorityReader:
         """The aiobotocore client (for fault injection in tests)."""
         return self.requester.client
 
+    async def require_tables(self, messages: bool = True, counters: bool = True) -> None:
+        """Fail at start, naming the table, if a table the run relies on is absent
+        (a typo must not quietly become "no table, verdicts undecided")."""
+        wanted = [(messages, self.config.tables.messages, "--messages-table"),
+                  (counters, self.config.tables.chat_counters, "--counters-table")]
+        for needed, table, flag in wanted:
+            if not needed:
+                continue
+            try:
+                await self.requester.call("DescribeTable", "describe_table", TableName=table)
+            except ConfigError as exc:
+                raise ConfigError(f"table {table!r} not found at {self.config.endpoint_url or 'AWS'} "
+                                  f"({exc}); name it with {flag}, or pass {flag} '' to audit "
+                                  "without it") from None
+
     # -- point reads ---------------------------------------------------------
 
     async def get_messages(self, keys: Iterable[MessageKey]) -> dict[MessageKey, str | None]:

@@ -39,16 +39,18 @@ def dynamodb_local_dir() -> Path:
 class DynamoDBLocal:
     """One DynamoDB Local process; `start` again after `stop` reuses the port."""
 
-    def __init__(self, directory: Path, port: int, log: Path) -> None:
+    def __init__(self, directory: Path, port: int, log: Path, db_path: Path | None = None) -> None:
         self.directory, self.port, self.log = directory, port, log
+        self.db_path = db_path  # None: in memory; a folder: data survives a restart
         self.endpoint = f"http://127.0.0.1:{port}"
         self.process: subprocess.Popen | None = None
         self.start_seconds = 0.0
 
     def start(self, timeout: float = 60.0) -> None:
         d = self.directory
+        storage = ["-inMemory"] if self.db_path is None else ["-sharedDb", "-dbPath", str(self.db_path)]
         cmd = ["java", f"-Djava.library.path={d / 'DynamoDBLocal_lib'}", "-jar", str(d / "DynamoDBLocal.jar"),
-               "-inMemory", "-disableTelemetry", "-port", str(self.port)]
+               *storage, "-disableTelemetry", "-port", str(self.port)]
         started = time.monotonic()
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(cmd, cwd=self.log.parent, stdout=log, stderr=subprocess.STDOUT)
