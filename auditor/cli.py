@@ -27,6 +27,7 @@ from .metrics import DynamoMetrics, audit_registry, write_metrics
 from .replay import Patience, replay, replay_live
 from .report import build_report, summary_lines
 from .sinks import DeadLetterSink
+from .verification import ALL, MODES, VerificationPolicy
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 
@@ -57,6 +58,12 @@ def _parser() -> argparse.ArgumentParser:
                          "(env AWS_ENDPOINT_URL_DYNAMODB)")
     rp.add_argument("--eventually-consistent", action="store_true",
                     help="eventually consistent reads (half the cost; may see an item late)")
+    rp.add_argument("--verify", choices=MODES, default=ALL,
+                    help="which claims to read from the live table as they arrive: all, a sample "
+                         "plus every anomaly, or anomalies only (the report is the same; the cost "
+                         "differs: see auditor/verification.py)")
+    rp.add_argument("--sample-rate", type=float, default=VerificationPolicy().sample_rate,
+                    help="share of sequences read with --verify sample")
     rp.add_argument("--authority-wait", type=float, default=Patience().max_wait, metavar="SECONDS",
                     help="how long verdicts wait for an unavailable table before the run fails")
 
@@ -109,6 +116,10 @@ def _session(config: DynamoConfig) -> aioboto3.Session:
 
 
 def _replay_config(args: argparse.Namespace) -> ReplayConfig:
+    try:
+        VerificationPolicy(args.verify, args.sample_rate)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     return ReplayConfig(
         dumps=tuple(args.dumps),
         messages_export=args.messages_export,
@@ -123,6 +134,7 @@ def _replay_config(args: argparse.Namespace) -> ReplayConfig:
         has_messages_table=bool(args.messages_table),
         has_counters_table=bool(args.counters_table),
         authority_wait=args.authority_wait,
+        verification=VerificationPolicy(args.verify, args.sample_rate),
     )
 
 
@@ -165,10 +177,11 @@ async def _replay_live(config: ReplayConfig, dead_letter, on_batch):
     metrics = DynamoMetrics()
     async with AuthorityReader(config.dynamo, session=_session(config.dynamo), metrics=metrics) as reader:
         await reader.require_tables(messages=config.has_messages_table, counters=config.has_counters_table)
-        authority = TableAuthority(reader, config.has_messages_table, config.has_counters_table)
+        authority = TableAuthority(reader, config.has_messages_table, config.has_counters_table,
+                                   complete=config.verification.reads_everything)
         result = await replay_live(config.dumps, authority, config.engine, dead_letter, on_batch,
                                    Patience(max_wait=config.authority_wait),
-                                   metrics.pending_verdicts.set)
+                                   metrics.pending_verdicts.set, config.verification)
     return authority, result
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .engine import EngineConfig
+from .verification import VerificationPolicy
 
 if TYPE_CHECKING:
     from .dynamo.config import DynamoConfig
@@ -40,3 +41,4 @@ class ReplayConfig:
     has_messages_table: bool = True
     has_counters_table: bool = True
     authority_wait: float = 600.0
+    verification: VerificationPolicy = field(default_factory=VerificationPolicy)

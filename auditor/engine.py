@@ -25,7 +25,7 @@ from .findings import (
     UNVERIFIED, Finding,
 )
 from .records import Record
-from .state import ChatState, DuplicateDelivery, IdState, SequenceAnomaly, Tallies
+from .state import NOT_FETCHED, ChatState, DuplicateDelivery, IdState, SequenceAnomaly, Tallies
 
 # ADR-012 Appendix A buckets for fanout_delivery_latency_seconds.
 LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
@@ -60,6 +60,9 @@ class AuditEngine:
         self._findings: list[Finding] = []
         self._rejections: list[Rejection] = []
         self._has_messages = authority.has_messages
+        # An authority that does not fetch every key (a sampling policy) leaves
+        # some sequences unverified until `settle`; an export answers them all.
+        self._partial = authority.has_messages and not getattr(authority, "complete", True)
         self._message_id = authority.message_id
         self._counter_of = authority.last_sequence if authority.has_counters else None
         self._type_counts = dict.fromkeys(EVENT_TYPE, 0)  # by event class; see process()
@@ -146,8 +149,12 @@ class AuditEngine:
             if seq > chat.counter:  # only where a counter finding will want it
                 chat.hi_evidence = record
 
-        if self._has_messages:
-            reference = chat.items.get(seq)
+        verified = self._has_messages
+        if verified:
+            reference = chat.items.get(seq, NOT_FETCHED) if self._partial else chat.items.get(seq)
+            if reference is NOT_FETCHED:  # not read (sampling): the first id stands in
+                verified = False
+                reference = chat.first_ids.setdefault(seq, mid)
         else:
             reference = chat.first_ids.setdefault(seq, mid)
 
@@ -167,15 +174,23 @@ class AuditEngine:
                 chat.max_persisted = seq  # in order, first time: nothing to report
             else:
                 self._persisted(chat, chat_id, seq, mid, id_state, anomaly, record)
-        if self._has_messages:  # a claim: persisted or acked
-            tallies = self.tallies
-            if id_state is None:
-                if chat.claimed.add(seq):
-                    tallies.ack_persisted["true"] += 1
-            elif not id_state.claimed:
-                id_state.claimed = True
-                tallies.ack_persisted["false"] += 1
-                tallies.counts[MESSAGE_LOSS] += 1
+        if not self._has_messages:
+            return
+        # A claim (persisted or acked). Verified: decided now; otherwise it waits
+        # for `settle` to bring the item.
+        if id_state is None:
+            if not verified:
+                claims = chat.first_claims.setdefault(seq, [])
+                if len(claims) < EVIDENCE_LIMIT:
+                    claims.append(record)
+            elif chat.claimed.add(seq):
+                self.tallies.ack_persisted["true"] += 1
+        else:
+            if verified and not id_state.claims:
+                self.tallies.ack_persisted["false"] += 1
+                self.tallies.counts[MESSAGE_LOSS] += 1
+            if len(id_state.claims) < EVIDENCE_LIMIT:
+                id_state.claims.append(record)
 
     def _new_chat(self, chat_id: str, seq: int) -> ChatState:
         chat = ChatState(seq)
@@ -266,6 +281,66 @@ class AuditEngine:
             if type(state) is DuplicateDelivery:
                 self._closed_duplicates.append(state)
 
+    # -- verification of sampled-out sequences ---------------------------------
+
+    def unverified(self, chat_id: str, seq: int, mid: str) -> bool | None:
+        """None if (chat, seq) is verified or never seen; else whether `mid`
+        differs from the id seen there first (a conflict: an anomaly to verify)."""
+        chat = self.chats.get(chat_id)
+        first = chat.first_ids.get(seq) if chat is not None and self._has_messages else None
+        return None if first is None else first != mid
+
+    def unverified_keys(self) -> list[tuple[str, int]]:
+        """Every (chat, seq) still audited without its item (empty without the table)."""
+        if not self._has_messages:
+            return []
+        return [(chat_id, seq) for chat_id, chat in self.chats.items() for seq in chat.first_ids]
+
+    def settle(self, keys: Iterable[tuple[str, int]]) -> None:
+        """The authority now knows these (chat, seq): decide what waited for it.
+
+        For each sequence audited with its first-seen id standing in for the
+        item: 1. if the item has that id, the id's claims are now verified;
+        2. otherwise that id joins the non-reference ids (its claims become
+        losses) and the item's id, if an event carried it, becomes the
+        reference; 3. every other id's claims are losses; 4. an item id no
+        event carried adds one distinct id to the duplicate count.
+        """
+        if not self._has_messages:  # first ids are the only reference there is
+            return
+        tallies = self.tallies
+        for chat_id, seq in keys:
+            chat = self.chats.get(chat_id)
+            if chat is None or seq not in chat.first_ids:
+                continue
+            first = chat.first_ids.pop(seq)
+            first_claims = chat.first_claims.pop(seq, None)
+            item = chat.items.get(seq)
+            anomaly = chat.anomalies.get(seq)
+            if item == first:  # 1.
+                if first_claims is not None and chat.claimed.add(seq):
+                    tallies.ack_persisted["true"] += 1
+            else:  # 2.
+                if anomaly is None:
+                    anomaly = chat.anomalies[seq] = SequenceAnomaly(seq in chat.persisted)
+                demoted = IdState()
+                demoted.persisted = anomaly.reference_persisted
+                # Records of an id taken for the item were not kept: its claims were.
+                demoted.claims = first_claims or []
+                demoted.evidence = list(demoted.claims)
+                promoted = anomaly.ids.pop(item, None) if item is not None else None
+                if item is not None and promoted is None:  # 4.
+                    tallies.counts[DUPLICATE_SEQUENCE] += 1
+                anomaly.ids[first] = demoted
+                anomaly.reference_persisted = promoted is not None and promoted.persisted
+                if promoted is not None and promoted.claimed and chat.claimed.add(seq):
+                    tallies.ack_persisted["true"] += 1
+            if anomaly is not None:  # 3.
+                for state in anomaly.ids.values():
+                    if state.claimed:
+                        tallies.ack_persisted["false"] += 1
+                        tallies.counts[MESSAGE_LOSS] += 1
+
     # -- end of history ------------------------------------------------------
 
     def finish(self) -> list[Finding]:
@@ -291,7 +366,7 @@ class AuditEngine:
         """message_loss and duplicate_sequence, from the anomalous sequences."""
         for seq in sorted(chat.anomalies):
             anomaly = chat.anomalies[seq]
-            if self._has_messages:
+            if self._has_messages and seq not in chat.first_ids:
                 reference = self._message_id(chat_id, seq)
                 where = (f"the item there holds {reference}" if reference is not None
                          else "there is no item there")
@@ -299,7 +374,7 @@ class AuditEngine:
                     if state.claimed:
                         yield Finding(MESSAGE_LOSS, chat_id, seq, (mid,),
                                       f"{mid} claimed at sequence {seq} but {where}",
-                                      tuple(state.evidence))
+                                      tuple(state.claims))
             else:
                 reference = chat.first_ids[seq]
             ids = set(anomaly.ids)

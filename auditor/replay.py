@@ -27,13 +27,14 @@ from .errors import AuthorityUnavailable, InputError
 from .findings import Finding
 from .sinks import DeadLetterSink
 from .state import Tallies
+from .verification import VerificationPolicy
 
 OnBatch = Callable[[DumpFile, Batch], None]
 
 
 class FetchingAuthority(Authority, Protocol):
-    async def prefetch(self, admitted: list) -> None:
-        """Fetch every fact the admitted (event, record) pairs need."""
+    async def prefetch(self, keys: set[tuple[str, int]], chats: set[str]) -> None:
+        """Fetch these items and these chats' counters."""
 
     async def prepare_finish(self, chat_ids: set[str]) -> None:
         """Fetch every fact `finish` needs for these chats and the table's own."""
@@ -148,16 +149,29 @@ async def replay_live(paths: Sequence[str | Path], authority: FetchingAuthority,
                       config: EngineConfig = EngineConfig(),
                       dead_letter: DeadLetterSink | None = None,
                       on_batch: OnBatch | None = None, patience: Patience = Patience(),
-                      pending: Callable[[int], None] = lambda n: None) -> ReplayResult:
-    """Replay `paths` against an authority that fetches: per batch, decode,
-    await the facts it names (waiting out an outage), then audit. The batch is
-    never applied without its facts, so an outage cannot become a finding."""
+                      pending: Callable[[int], None] = lambda n: None,
+                      policy: VerificationPolicy = VerificationPolicy()) -> ReplayResult:
+    """Replay `paths` against an authority that fetches. Per batch:
+
+    1. decode and admit the records (`engine.admit`);
+    2. read the items the policy chooses, and new chats' counters, waiting out
+       an outage (the batch is never applied without its facts);
+    3. settle sequences that were audited unverified and have just been read;
+    4. audit the batch (`engine.apply`).
+    At the end, read every chat whole, settle whatever is still unverified,
+    and finish: so every policy gives the same report.
+    """
     run = _Run(authority, config, dead_letter, on_batch)
+    engine = run.engine
     with _batch_gc():
         for batch in run.batches(paths):
-            admitted = run.engine.admit(batch.records)
-            await _patiently(lambda: authority.prefetch(admitted), patience, pending, len(admitted))
-            run.applied(run.engine.apply(admitted))
-        chats = set(run.engine.chats)
+            admitted = engine.admit(batch.records)
+            keys = policy.keys_to_read(admitted, engine)
+            chats = {event.chat_id for event, _ in admitted}
+            await _patiently(lambda: authority.prefetch(keys, chats), patience, pending, len(admitted))
+            engine.settle(keys)
+            run.applied(engine.apply(admitted))
+        chats = set(engine.chats)
         await _patiently(lambda: authority.prepare_finish(chats), patience, pending, len(chats))
+        engine.settle(engine.unverified_keys())
         return run.result()

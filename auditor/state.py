@@ -14,7 +14,10 @@ sequence        is not the reference id: which ids, whether each was persisted o
                 the id, and the runs say whether it was persisted or claimed.
 without the     `first_ids`, the first message_id at every sequence, since nothing
 messages table  else can tell a producer retry from a duplicate sequence later.
-                Memory then grows with messages: said in the docs, not hidden.
+(or before the  Memory then grows with messages: said in the docs, not hidden.
+item is read)   Under a sampling policy the same stands in for sequences whose
+                item was not read yet, with `first_claims` (the claiming records)
+                until `AuditEngine.settle` decides them against the item.
 per delivery    (recipient, message_id) -> the first delivery's record, kept
                 until the chat's hi passes its sequence by `delivery_window`;
                 a second delivery turns it into a `DuplicateDelivery` (a finding).
@@ -32,17 +35,22 @@ from .runs import SequenceRuns
 
 
 _NO_ITEMS: Mapping[int, str] = {}
+NOT_FETCHED = object()  # an item not read (yet): neither present nor absent
 
 
 class IdState:
     """One non-reference message_id at an anomalous sequence."""
 
-    __slots__ = ("persisted", "claimed", "evidence")
+    __slots__ = ("persisted", "claims", "evidence")
 
     def __init__(self) -> None:
         self.persisted = False
-        self.claimed = False
-        self.evidence: list[Evidence] = []
+        self.claims: list[Evidence] = []  # the acked/persisted records claiming it (loss evidence)
+        self.evidence: list[Evidence] = []  # every record carrying it (duplicate evidence)
+
+    @property
+    def claimed(self) -> bool:
+        return bool(self.claims)
 
 
 class SequenceAnomaly:
@@ -55,7 +63,7 @@ class SequenceAnomaly:
 
 class ChatState:
     __slots__ = ("lo", "hi", "counter", "hi_evidence", "persisted", "claimed", "max_persisted",
-                 "anomalies", "items", "first_ids", "deliveries")
+                 "anomalies", "items", "first_ids", "first_claims", "deliveries")
 
     def __init__(self, seq: int = 0) -> None:
         self.lo = seq
@@ -69,7 +77,8 @@ class ChatState:
         self.max_persisted = 0
         self.anomalies: dict[int, SequenceAnomaly] = {}
         self.items: Mapping[int, str] = _NO_ITEMS  # the authority's items for the chat
-        self.first_ids: dict[int, str] = {}
+        self.first_ids: dict[int, str] = {}  # unverified sequences -> the id seen first
+        self.first_claims: dict[int, list] = {}  # ... whose first id was claimed -> records
         self.deliveries: deque = deque()  # (sequence, delivery key), arrival order
 
 

@@ -4,10 +4,11 @@ The engine asks its questions synchronously; DynamoDB answers asynchronously.
 `TableAuthority` bridges them with a cache that the adapter fills before the
 engine needs it:
 
-1. `prefetch(admitted)`: after `engine.admit`, before `engine.apply`, fetch
-   the item at every (chat, sequence) the batch names that is not known yet,
-   and the counter of every chat not known yet. Absent items are remembered as
-   absent, so the engine's lookups in `apply` are all answered from the cache.
+1. `prefetch(keys, chats)`: after `engine.admit`, before `engine.apply`, fetch
+   the item at every (chat, sequence) the verification policy chose that is
+   not known yet, and the counter of every chat not known yet. An absent item
+   is remembered as None, so the engine can tell "absent" from "not read"
+   (`complete` is False when the policy does not read every key).
 2. `prepare_finish(chats)`: before `engine.finish`, read every chat the table
    holds (Scan, ids only), then each chat's items in full (Query) and its
    counter, so ranges, gap classifications and authority-only chats are
@@ -26,29 +27,29 @@ from ..authority import Authority
 
 
 class TableAuthority(Authority):
-    def __init__(self, reader, has_messages: bool = True, has_counters: bool = True) -> None:
+    def __init__(self, reader, has_messages: bool = True, has_counters: bool = True,
+                 complete: bool = True) -> None:
         self._reader = reader
         self.has_messages = has_messages
         self.has_counters = has_counters
-        self._items: dict[str, dict[int, str]] = {}
+        self.complete = complete  # True: every key the engine asks about was read
+        self._items: dict[str, dict[int, str | None]] = {}
         self._looked_up: set[tuple[str, int]] = set()
         self._counters: dict[str, int | None] = {}
         self._chat_ids: set[str] = set()
 
     # -- fetching (async, by the adapter) ------------------------------------
 
-    async def prefetch(self, admitted: list) -> None:
-        keys = {(event.chat_id, event.sequence) for event, _ in admitted}
+    async def prefetch(self, keys: set[tuple[str, int]], chats: set[str]) -> None:
         if self.has_messages:
             wanted = keys - self._looked_up
             if wanted:
                 found = await self._reader.get_messages(wanted)
                 for (chat, seq), message_id in found.items():
-                    if message_id is not None:
-                        self._items.setdefault(chat, {})[seq] = message_id
+                    self._items.setdefault(chat, {})[seq] = message_id
                 self._looked_up |= wanted
         if self.has_counters:
-            await self._fetch_counters({chat for chat, _ in keys})
+            await self._fetch_counters(chats)
 
     async def prepare_finish(self, chat_ids: set[str]) -> None:
         if self.has_messages:
@@ -75,11 +76,11 @@ class TableAuthority(Authority):
         return self._items.setdefault(chat_id, {})
 
     def sequence_bounds(self, chat_id: str) -> tuple[int, int] | None:
-        items = self._items.get(chat_id)
-        return (min(items), max(items)) if items else None
+        present = [seq for seq, mid in self._items.get(chat_id, {}).items() if mid is not None]
+        return (min(present), max(present)) if present else None
 
     def last_sequence(self, chat_id: str) -> int | None:
         return self._counters.get(chat_id)
 
     def chat_ids(self) -> Iterable[str]:
-        return (chat for chat in self._chat_ids if self._items.get(chat))
+        return (chat for chat in self._chat_ids if self.sequence_bounds(chat))

@@ -110,3 +110,29 @@ def dynamodb_local(dynamodb_local_server) -> str:
 @pytest.fixture
 def aws_session() -> aioboto3.Session:
     return aioboto3.Session(**CREDENTIALS)
+
+
+# --- Kafka: a Tansu broker (Kafka-wire-compatible, in memory; see shared/lab.md) ---
+
+
+@pytest.fixture(scope="session")
+def tansu(tmp_path_factory):
+    """A session-wide Tansu broker on a free loopback port (empty at start; memory only).
+
+    Tests share it: each should use its own topic names and group ids. Tests that
+    must stop or restart a broker start their own `auditor.kafka.TansuBroker`.
+    """
+    from auditor.kafka import TansuBroker
+
+    broker = TansuBroker(log_path=tmp_path_factory.mktemp("tansu") / "tansu.log")
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tansu) -> str:
+    """The session broker's bootstrap servers string, "127.0.0.1:PORT"."""
+    return tansu.bootstrap

@@ -13,6 +13,7 @@ import time
 import uuid
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from auditor.authority import InMemoryAuthority
 from auditor.dynamo import AuthorityReader, DynamoConfig, TableNames, create_tables, load_export
@@ -22,6 +23,7 @@ from auditor.config import AttributeNames
 from auditor.metrics import DynamoMetrics
 from auditor.replay import Patience, replay, replay_live
 from auditor.report import build_report
+from auditor.verification import ALL, ANOMALIES, SAMPLE, VerificationPolicy
 from auditor.workload import Workload, WorkloadSpec, write_export, write_kcat_dump
 
 from .conftest import DynamoDBLocal, free_port
@@ -58,10 +60,10 @@ async def load_tables(cfg, session, tmp_path):
     await load_export(cfg, tmp_path / "messages", tmp_path / "counters", session=session)
 
 
-async def live_report(cfg, session, dump, **replay_kw):
-    async with AuthorityReader(cfg, session=session) as reader:
-        authority = TableAuthority(reader)
-        result = await replay_live([dump], authority, **replay_kw)
+async def live_report(cfg, session, dump, policy=VerificationPolicy(), metrics=None, **replay_kw):
+    async with AuthorityReader(cfg, session=session, metrics=metrics) as reader:
+        authority = TableAuthority(reader, complete=policy.reads_everything)
+        result = await replay_live([dump], authority, policy=policy, **replay_kw)
     return report_of(result, authority)
 
 
@@ -78,6 +80,40 @@ def test_live_tables_give_the_export_report(dynamodb_local, aws_session, tmp_pat
         return await live_report(cfg, aws_session, dump)
 
     assert asyncio.run(go()) == expected
+
+
+def without_duplicate_evidence(report: dict) -> dict:
+    return report | {"findings": [f | {"records": [], "trace_ids": []} if f["kind"] == "duplicate_sequence"
+                                  else f for f in report["findings"]]}
+
+
+def keys_read(metrics: DynamoMetrics) -> float:
+    return sum(s.value for m in metrics.keys_per_request.collect() for s in m.samples
+               if s.name.endswith("_sum") and s.labels.get("operation") == "BatchGetItem")
+
+
+def test_every_policy_gives_the_same_report_and_reads_less(dynamodb_local, aws_session, tmp_path):
+    workload, dump = write_case(tmp_path, seed=11, messages=1500)
+    exported = load_export_authority(tmp_path / "messages", tmp_path / "counters", AttributeNames())
+    expected = report_of(replay([dump], exported), exported)
+    cfg = config(dynamodb_local)
+    reads = {}
+
+    async def go():
+        await load_tables(cfg, aws_session, tmp_path)
+        reports = {}
+        for policy in (VerificationPolicy(ALL), VerificationPolicy(SAMPLE, 0.1), VerificationPolicy(ANOMALIES)):
+            metrics = DynamoMetrics(CollectorRegistry())
+            reports[policy.mode] = await live_report(cfg, aws_session, dump, policy=policy, metrics=metrics)
+            reads[policy.mode] = keys_read(metrics)
+        return reports
+
+    reports = asyncio.run(go())
+    assert reports[ALL] == expected
+    for mode in (SAMPLE, ANOMALIES):  # a duplicate's evidence may be thinner: see test_verification
+        assert without_duplicate_evidence(reports[mode]) == without_duplicate_evidence(expected), mode
+    # Point reads while streaming (the end-of-run Query is the same for all policies).
+    assert reads[ALL] > reads[SAMPLE] > reads[ANOMALIES] > 0
 
 
 def test_an_outage_mid_replay_delays_verdicts_and_changes_nothing(dynamodb_local_jar, aws_session, tmp_path):
