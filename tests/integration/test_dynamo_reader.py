@@ -20,7 +20,7 @@ from auditor.errors import AuthorityUnavailable
 from auditor.metrics import DynamoMetrics
 from auditor.workload import Workload, WorkloadSpec, chat_id, write_export
 
-from .conftest import DynamoDBLocal, free_port
+from auditor.dynamo.local import DynamoDBLocal, free_port
 
 pytestmark = pytest.mark.integration
 _names = itertools.count()

@@ -26,7 +26,7 @@ from auditor.report import build_report
 from auditor.verification import ALL, ANOMALIES, SAMPLE, VerificationPolicy
 from auditor.workload import Workload, WorkloadSpec, write_export, write_kcat_dump
 
-from .conftest import DynamoDBLocal, free_port
+from auditor.dynamo.local import DynamoDBLocal, free_port
 
 pytestmark = pytest.mark.integration
 
