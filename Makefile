@@ -1,6 +1,6 @@
 # The two commands the README starts with: `make demo` and `make test`.
 # Each sets up its own virtualenv on first use (scripts/bootstrap).
-.PHONY: demo test unit bench setup clean dynamodb-local
+.PHONY: demo test unit bench setup clean dynamodb-local prometheus
 
 setup:
 	@scripts/bootstrap
@@ -16,7 +16,11 @@ demo: setup
 dynamodb-local:
 	@scripts/dynamodb-local >/dev/null
 
-test: setup dynamodb-local
+# Rule tests and the scrape test need prometheus and promtool (scripts/prometheus).
+prometheus:
+	@scripts/prometheus >/dev/null
+
+test: setup dynamodb-local prometheus
 	.venv/bin/python -m pytest -q
 
 unit: setup
