@@ -14,7 +14,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from datetime import timedelta
 from dataclasses import dataclass
-from typing import Iterable, NamedTuple
+from typing import Iterable, Iterator, NamedTuple
 
 from .authority import Authority
 from .errors import RecordRejected
@@ -75,9 +75,9 @@ class AuditEngine:
 
         Record-level findings (out_of_order, clock_skew) come out here; findings
         that need the whole history (loss, duplicates, gaps, counters) come out
-        of `finish`. Equal to `apply(admit(records))`.
+        of `finish`. Equal to `apply(admit(records))`, in one pass.
         """
-        return self.apply(self.admit(records))
+        return self.apply(self._admitted(records))
 
     def admit(self, records: Iterable[Record]) -> list[tuple[Event, Record]]:
         """Step 1: skip replayed reads, decode and validate, reject the bad.
@@ -85,10 +85,11 @@ class AuditEngine:
         An adapter whose authority must fetch facts first (a live table) calls
         this, fetches what the admitted events name, then calls `apply`.
         """
+        return list(self._admitted(records))
+
+    def _admitted(self, records: Iterable[Record]) -> Iterator[tuple[Event, Record]]:
         offsets = self._offsets
         decode = decode_event
-        admitted = []
-        append = admitted.append
         replayed = 0
         for record in records:
             key = (record.topic, record.partition)
@@ -98,11 +99,12 @@ class AuditEngine:
                 continue
             offsets[key] = offset
             try:
-                append((decode(record.payload), record))
+                event = decode(record.payload)
             except DECODE_ERRORS:
                 self._reject_payload(record)
+                continue
+            yield event, record
         self.tallies.replayed_records += replayed
-        return admitted
 
     def apply(self, admitted: Iterable[tuple[Event, Record]]) -> tuple[list[Finding], list[Rejection]]:
         """Step 2: run admitted events through the audit, in order."""
