@@ -25,10 +25,8 @@ from .findings import (
     UNVERIFIED, Finding,
 )
 from .records import Record
-from .state import NOT_FETCHED, ChatState, DuplicateDelivery, IdState, SequenceAnomaly, Tallies
+from .state import LATENCY_BUCKETS, NOT_FETCHED, ChatState, DuplicateDelivery, IdState, SequenceAnomaly, Tallies
 
-# ADR-012 Appendix A buckets for fanout_delivery_latency_seconds.
-LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
 _LATENCY_BOUNDS = tuple(timedelta(seconds=b) for b in LATENCY_BUCKETS)
 
 
@@ -51,7 +49,6 @@ class AuditEngine:
         self.authority = authority
         self.config = config
         self.tallies = Tallies()
-        self.tallies.latency_bucket_counts = [0] * (len(LATENCY_BUCKETS) + 1)
         self.chats: dict[str, ChatState] = {}
         self._offsets: dict[tuple[str, int], int] = {}
         # (recipient, message_id) -> the first delivery's Record, or a DuplicateDelivery

@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from .engine import LATENCY_BUCKETS, Tallies
+from .state import LATENCY_BUCKETS, Tallies
 from .findings import CLOCK_SKEW, DUPLICATE_SEQUENCE, OUT_OF_ORDER
 
 # name (without _total), help, label name or None

@@ -35,6 +35,8 @@ from .runs import SequenceRuns
 
 
 _NO_ITEMS: Mapping[int, str] = {}
+# ADR-012 Appendix A buckets for fanout_delivery_latency_seconds.
+LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
 NOT_FETCHED = object()  # an item not read (yet): neither present nor absent
 
 
@@ -110,7 +112,8 @@ class Tallies:
     gaps_by_classification: dict = field(
         default_factory=lambda: {PUBLISH_GAP: 0, SEQUENCE_HOLE: 0, UNVERIFIED: 0})
     delivery_by_status: dict = field(default_factory=lambda: {"delivered": 0, "duplicate": 0})
-    latency_bucket_counts: list = field(default_factory=list)  # per bucket, last is +Inf
+    # per bucket of LATENCY_BUCKETS, then +Inf
+    latency_bucket_counts: list = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
     latency_sum: float = 0.0
 
     @property

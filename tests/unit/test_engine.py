@@ -258,3 +258,15 @@ class TestRejectionsAndEvidence:
         _, findings, _ = run(h, authority({}, {CHAT: 1}))
         [loss] = of_kind(findings, MESSAGE_LOSS)
         assert len(loss.evidence) == 8
+
+
+def test_metrics_of_fresh_tallies_are_all_zero():
+    from prometheus_client import generate_latest
+
+    from auditor.metrics import audit_registry
+    from auditor.state import Tallies
+
+    text = generate_latest(audit_registry(Tallies)).decode()
+    values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+              if line and not line.startswith("#") and "_created" not in line]
+    assert values and all(v == 0 for v in values)
