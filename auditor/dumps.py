@@ -76,8 +76,8 @@ class DumpFile:
                     raise InputError(self.path, _describe(error), self._line_no + 1) from None
 
     def _parse(self, lines: list[bytes], first_line: int) -> tuple[list[Record], list[BadLine]]:
-        if self.kind is None:  # undecided while no line is a JSON object: read as kcat
-            self.kind = _decide_kind(lines)
+        if self.kind is None:  # from the first batch; no JSON object in it at all: kcat
+            self.kind = _decide_kind(lines) or "kcat"
         if self.kind == "plain":
             path = self.path
             return [Record(path, 0, n, line) for n, line in enumerate(lines, first_line)
