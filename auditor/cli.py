@@ -14,6 +14,7 @@ from urllib.parse import urlparse
 
 import aioboto3
 import orjson
+from prometheus_client import CollectorRegistry
 
 from .config import AttributeNames, ReplayConfig
 from .engine import EngineConfig
@@ -144,6 +145,7 @@ def run_replay(config: ReplayConfig) -> int:
     dead_letter = DeadLetterSink(config.dead_letter) if config.dead_letter else None
     progress = _Progress(config.dumps) if config.progress else None
     on_batch = progress.update if progress else None
+    registry = CollectorRegistry()  # the run's metrics: audit, plus DynamoDB's when live
     started = time.perf_counter()
     try:
         if config.dynamo is None:
@@ -151,7 +153,8 @@ def run_replay(config: ReplayConfig) -> int:
                                               config.attributes)
             result = replay(config.dumps, authority, config.engine, dead_letter, on_batch)
         else:
-            authority, result = asyncio.run(_replay_live(config, dead_letter, on_batch))
+            authority, result = asyncio.run(_replay_live(config, dead_letter, on_batch,
+                                                         DynamoMetrics(registry)))
     finally:
         if dead_letter is not None:
             dead_letter.close()
@@ -162,7 +165,7 @@ def run_replay(config: ReplayConfig) -> int:
     if config.report:
         config.report.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
     if config.metrics_out:
-        write_metrics(config.metrics_out, audit_registry(lambda: result.tallies))
+        write_metrics(config.metrics_out, audit_registry(lambda: result.tallies, registry))
     records = result.tallies.events_total + result.tallies.rejected + result.tallies.replayed_records
     print("\n".join(summary_lines(report)))
     print(f"replayed {records} records in {elapsed:.1f}s ({records / max(elapsed, 1e-9):,.0f} records/s)")
@@ -173,8 +176,7 @@ def run_replay(config: ReplayConfig) -> int:
     return EXIT_FINDINGS if result.findings else EXIT_CLEAN
 
 
-async def _replay_live(config: ReplayConfig, dead_letter, on_batch):
-    metrics = DynamoMetrics()
+async def _replay_live(config: ReplayConfig, dead_letter, on_batch, metrics: DynamoMetrics):
     async with AuthorityReader(config.dynamo, session=_session(config.dynamo), metrics=metrics) as reader:
         await reader.require_tables(messages=config.has_messages_table, counters=config.has_counters_table)
         authority = TableAuthority(reader, config.has_messages_table, config.has_counters_table,
