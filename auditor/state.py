@@ -83,6 +83,16 @@ class ChatState:
         self.first_claims: dict[int, list] = {}  # ... whose first id was claimed -> records
         self.deliveries: deque = deque()  # (sequence, delivery key), arrival order
 
+    # Snapshots leave out `items`: it is the authority's own map for the chat,
+    # shared by reference, and is linked again on restore.
+    def __getstate__(self) -> dict:
+        return {name: getattr(self, name) for name in self.__slots__ if name != "items"}
+
+    def __setstate__(self, state: dict) -> None:
+        for name, value in state.items():
+            setattr(self, name, value)
+        self.items = _NO_ITEMS
+
 
 class DuplicateDelivery:
     """A (recipient, message) delivered more than once."""
