@@ -8,7 +8,6 @@ are placeholders, not secrets.
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -17,17 +16,11 @@ import boto3
 from botocore.config import Config
 
 from ..errors import ConfigError
+from ..processes import free_port, terminate  # noqa: F401 (free_port: re-exported)
 
 ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
 LOCAL_CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local", "region_name": REGION}
-
-
-def free_port() -> int:
-    """A loopback port free right now (the usual bind-to-0 trick)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def dynamodb_local_dir() -> Path:
@@ -85,11 +78,5 @@ class DynamoDBLocal:
                 time.sleep(0.1)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process)
         self.process = None

@@ -21,17 +21,13 @@ import time
 import weakref
 from pathlib import Path
 
+from ..processes import free_port, terminate
+
 __all__ = ["TansuBroker", "free_port", "metadata_brokers", "resolve_tansu_binary"]
 
 _METADATA = 3  # api key
 _CORRELATION_ID = 0x7A5
 
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port that was free a moment ago (the OS picks it)."""
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 def resolve_tansu_binary() -> str:
@@ -81,16 +77,6 @@ def metadata_brokers(host: str, port: int, timeout: float = 1.0) -> list[tuple[i
         pos += 6 + max(rack_len, 0)
         brokers.append((node_id, broker_host, broker_port))
     return brokers
-
-
-def _terminate(process: subprocess.Popen, timeout: float = 10.0) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 class TansuBroker:
@@ -169,7 +155,7 @@ class TansuBroker:
             self._finalizer.detach()
             self._finalizer = None
         if process is not None:
-            _terminate(process, self.stop_timeout if timeout is None else timeout)
+            terminate(process, self.stop_timeout if timeout is None else timeout)
 
     def __enter__(self) -> "TansuBroker":
         return self.start()
@@ -192,7 +178,7 @@ class TansuBroker:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=log,
                                             stderr=subprocess.STDOUT)
-        self._finalizer = weakref.finalize(self, _terminate, self.process)
+        self._finalizer = weakref.finalize(self, terminate, self.process)
         try:
             self._wait_ready(deadline)
         except BaseException:

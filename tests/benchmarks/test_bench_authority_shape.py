@@ -1,19 +1,15 @@
 """The authority benchmark's quick mode runs and reports every figure (shape, not timing)."""
 
-import importlib.util
-from pathlib import Path
 
 import pytest
 
+from benchmarks import bench_authority
+
 pytestmark = pytest.mark.integration
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_authority.py"
 
 
 def test_quick_mode_reports_every_policy(capsys):
-    spec = importlib.util.spec_from_file_location("bench_authority", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    result = module.main(["--quick"])
+    result = bench_authority.main(["--quick"])
     assert result["records"] > 0 and result["export"]["records_per_s"] > 0
     assert [run["policy"] for run in result["live"]] == ["all", "sample", "anomalies"]
     for run in result["live"]:

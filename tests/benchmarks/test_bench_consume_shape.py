@@ -6,26 +6,19 @@ on the machine (run the benchmark itself for those).
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_consume.py"
+from benchmarks import bench_consume
+
 
 pytestmark = pytest.mark.integration
 
 
-def _load_bench():
-    spec = importlib.util.spec_from_file_location("bench_consume", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 def test_quick_run_reports_produce_and_raw_consume_rates(capsys, tmp_path):
-    result = _load_bench().main(["--quick", "--records", "3000", "--chats", "200", "--partitions", "4",
+    result = bench_consume.main(["--quick", "--records", "3000", "--chats", "200", "--partitions", "4",
                                  "--workdir", str(tmp_path)])
 
     assert {"records", "topics", "partitions", "broker", "produce", "raw_consume", "machine"} <= set(result)

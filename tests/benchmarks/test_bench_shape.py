@@ -6,22 +6,13 @@ which depend on the machine (run the benchmark itself for those).
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_replay.py"
-
-
-def _load_bench():
-    spec = importlib.util.spec_from_file_location("bench_replay", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from benchmarks import bench_replay
 
 
 def test_quick_run_reports_rates_ratio_and_memory(capsys, tmp_path):
-    result = _load_bench().main(["--quick", "--records", "20000", "--workdir", str(tmp_path)])
+    result = bench_replay.main(["--quick", "--records", "20000", "--workdir", str(tmp_path)])
 
     assert {"records", "floor", "replay", "ratio", "target_ratio", "ratio_ok", "rss"} <= set(result)
     assert result["records"] >= 19_000

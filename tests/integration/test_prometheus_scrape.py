@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from auditor.processes import terminate
 from auditor.config import AttributeNames
 from auditor.export import load_export_authority
 from auditor.metrics import audit_registry
@@ -134,13 +135,7 @@ class Prometheus:
             time.sleep(0.2)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process, 15)
         self.process = None
 
     def api(self, path: str, **params: str) -> object:
