@@ -14,7 +14,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from datetime import timedelta
 from dataclasses import dataclass
-from typing import Iterable, Iterator, NamedTuple
+from typing import Iterable, Iterator, Mapping, NamedTuple
 
 from .authority import Authority
 from .errors import RecordRejected
@@ -342,6 +342,74 @@ class AuditEngine:
 
     # -- end of history ------------------------------------------------------
 
+    def close(self, through: Mapping[str, int]) -> list[Finding]:
+        """Report and forget each chat's history up to a sequence: `through` maps
+        chat_id -> the highest sequence to close (clipped to the chat's hi).
+
+        For the closed sequences: losses and duplicate sequences, gaps, and
+        duplicate deliveries are reported now, and their state is dropped, so a
+        long run's memory stays bounded. The caller picks the horizon (a grace
+        period behind the chat's hi, in sequences and time) and reads, before
+        calling, every item the closed range needs (`closing_keys`). An event
+        that arrives later for a closed sequence is audited as new.
+        Closing everything, then `finish`, reports exactly what `finish` alone
+        would.
+        """
+        findings, self._findings = self._findings, []
+        for chat_id, upto in through.items():
+            chat = self.chats.get(chat_id)
+            if chat is None:
+                continue
+            upto = min(upto, chat.hi)
+            if upto > chat.closed_through:
+                findings.extend(self._close_chat(chat_id, chat, upto))
+        return findings
+
+    def closing_keys(self, through: Mapping[str, int]) -> list[tuple[str, int]]:
+        """The (chat, seq) items `close(through)` will consult: gaps, anomalies and
+        unverified sequences in the range to close (read them, then `settle`)."""
+        keys = []
+        for chat_id, upto in through.items():
+            chat = self.chats.get(chat_id)
+            if chat is None:
+                continue
+            upto = min(upto, chat.hi)
+            start = self._open_from(chat_id, chat)
+            keys.extend((chat_id, seq) for seq in chat.persisted.missing(start, upto))
+            keys.extend((chat_id, seq) for seq in chat.anomalies if seq <= upto)
+            keys.extend((chat_id, seq) for seq in chat.first_ids if seq <= upto)
+        return keys
+
+    def _close_chat(self, chat_id: str, chat: ChatState, upto: int) -> list[Finding]:
+        closing = sorted(seq for seq in chat.anomalies if seq <= upto)
+        findings = list(self._sequence_findings(chat_id, chat, closing))
+        for seq in closing:
+            del chat.anomalies[seq]
+        findings.extend(self._gap(chat_id, seq)
+                        for seq in chat.persisted.missing(self._open_from(chat_id, chat), upto))
+        queue = chat.deliveries
+        while queue and queue[0][0] <= upto:
+            _, key = queue.popleft()
+            state = self._deliveries.pop(key)
+            if type(state) is DuplicateDelivery:
+                findings.append(_duplicate_delivery(state))
+        for unverified in (chat.first_ids, chat.first_claims):
+            for seq in [seq for seq in unverified if seq <= upto]:
+                del unverified[seq]
+        chat.persisted.discard_below(upto + 1)
+        chat.claimed.discard_below(upto + 1)
+        chat.closed_through = upto
+        return findings
+
+    def _open_from(self, chat_id: str, chat: ChatState) -> int:
+        """The lowest sequence of the chat not closed yet: the observed lo at first."""
+        if chat.closed_through:
+            return chat.closed_through + 1
+        bounds = self.authority.sequence_bounds(chat_id)
+        if bounds is None:
+            return chat.lo
+        return min(chat.lo, bounds[0]) if chat.lo else bounds[0]
+
     def finish(self) -> list[Finding]:
         """Findings that need the whole history; call once, after the last record."""
         findings, self._findings = self._findings, []
@@ -349,21 +417,18 @@ class AuditEngine:
         chat_ids.update(self.authority.chat_ids())
         for chat_id in sorted(chat_ids):
             chat = self.chats.get(chat_id) or ChatState()
-            findings.extend(self._sequence_findings(chat_id, chat))
+            findings.extend(self._sequence_findings(chat_id, chat, sorted(chat.anomalies)))
             findings.extend(self._range_findings(chat_id, chat))
         for state in self._closed_duplicates + list(self._deliveries.values()):
             if type(state) is DuplicateDelivery:
-                findings.append(Finding(
-                    DUPLICATE_DELIVERY, state.chat_id, state.sequence, (state.message_id,),
-                    f"{state.message_id} delivered {state.count} times to {state.recipient_id}",
-                    tuple(state.evidence), recipient_id=state.recipient_id))
+                findings.append(_duplicate_delivery(state))
         self._closed_duplicates.clear()
         findings.sort(key=lambda f: f.sort_key)
         return findings
 
-    def _sequence_findings(self, chat_id: str, chat: ChatState) -> Iterable[Finding]:
-        """message_loss and duplicate_sequence, from the anomalous sequences."""
-        for seq in sorted(chat.anomalies):
+    def _sequence_findings(self, chat_id: str, chat: ChatState, seqs: Iterable[int]) -> Iterable[Finding]:
+        """message_loss and duplicate_sequence, from these anomalous sequences."""
+        for seq in seqs:
             anomaly = chat.anomalies[seq]
             if self._has_messages and seq not in chat.first_ids:
                 reference = self._message_id(chat_id, seq)
@@ -390,10 +455,9 @@ class AuditEngine:
         """counter_corruption and sequence_gap, from the observed range."""
         authority = self.authority
         tallies = self.tallies
-        lo, hi = chat.lo, chat.hi
+        lo, hi = self._open_from(chat_id, chat), chat.hi
         bounds = authority.sequence_bounds(chat_id)
         if bounds is not None:
-            lo = min(lo, bounds[0]) if lo else bounds[0]
             hi = max(hi, bounds[1])
         if not hi:
             return
@@ -412,14 +476,31 @@ class AuditEngine:
                 evidence = (chat.hi_evidence,) if chat.hi_evidence is not None else ()
                 yield Finding(COUNTER_CORRUPTION, chat_id, None, (), detail, evidence, reason=reason)
         for seq in chat.persisted.missing(lo, hi):
-            if self._has_messages:
-                item = self._message_id(chat_id, seq)
-                classification = PUBLISH_GAP if item is not None else SEQUENCE_HOLE
-                ids = (item,) if item is not None else ()
-            else:
-                classification, ids = UNVERIFIED, ()
-            tallies.counts[SEQUENCE_GAP] += 1
-            tallies.gaps_by_classification[classification] += 1
-            yield Finding(SEQUENCE_GAP, chat_id, seq, ids,
-                          f"no message_persisted event for sequence {seq} in [{lo}, {hi}] ({classification})",
-                          classification=classification)
+            yield self._gap(chat_id, seq)
+
+    def _gap(self, chat_id: str, seq: int) -> Finding:
+        if self._has_messages:
+            item = self._message_id(chat_id, seq)
+            classification = PUBLISH_GAP if item is not None else SEQUENCE_HOLE
+            ids = (item,) if item is not None else ()
+        else:
+            classification, ids = UNVERIFIED, ()
+        self.tallies.counts[SEQUENCE_GAP] += 1
+        self.tallies.gaps_by_classification[classification] += 1
+        return Finding(SEQUENCE_GAP, chat_id, seq, ids,
+                       f"no message_persisted event for sequence {seq} ({GAP_MEANING[classification]})",
+                       classification=classification)
+
+
+GAP_MEANING = {
+    PUBLISH_GAP: "publish_gap: the item exists, its event was never published",
+    SEQUENCE_HOLE: "sequence_hole: no item, the sequence was allocated but never written",
+    UNVERIFIED: "unverified: no messages table to tell",
+}
+
+
+def _duplicate_delivery(state: DuplicateDelivery) -> Finding:
+    return Finding(
+        DUPLICATE_DELIVERY, state.chat_id, state.sequence, (state.message_id,),
+        f"{state.message_id} delivered {state.count} times to {state.recipient_id}",
+        tuple(state.evidence), recipient_id=state.recipient_id)

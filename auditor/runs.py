@@ -108,6 +108,26 @@ class SequenceRuns:
             lower[seq] = seq
         return True
 
+    def discard_below(self, floor: int) -> None:
+        """Forget every member below `floor` (history closed and reported)."""
+        lower = self._lower
+        while lower:
+            start, end = lower.peekitem(0)
+            if start >= floor:
+                break
+            del lower[start]
+            if end >= floor:
+                lower[floor] = end
+                break
+        if self._start and self._start < floor:
+            if self._end < floor:  # nothing left at the top: the highest lower run moves up
+                if lower:
+                    self._start, self._end = lower.popitem(-1)
+                else:
+                    self._start, self._end = 0, -1
+            else:
+                self._start = floor
+
     def runs(self) -> Iterator[tuple[int, int]]:
         """The runs in ascending order, as inclusive (start, end) pairs."""
         if self._lower:

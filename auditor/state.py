@@ -65,7 +65,7 @@ class SequenceAnomaly:
 
 class ChatState:
     __slots__ = ("lo", "hi", "counter", "hi_evidence", "persisted", "claimed", "max_persisted",
-                 "anomalies", "items", "first_ids", "first_claims", "deliveries")
+                 "anomalies", "items", "first_ids", "first_claims", "deliveries", "closed_through")
 
     def __init__(self, seq: int = 0) -> None:
         self.lo = seq
@@ -82,6 +82,7 @@ class ChatState:
         self.first_ids: dict[int, str] = {}  # unverified sequences -> the id seen first
         self.first_claims: dict[int, list] = {}  # ... whose first id was claimed -> records
         self.deliveries: deque = deque()  # (sequence, delivery key), arrival order
+        self.closed_through = 0  # sequences up to here are reported and forgotten (`close`)
 
     # Snapshots leave out `items`: it is the authority's own map for the chat,
     # shared by reference, and is linked again on restore.

@@ -38,3 +38,17 @@ def test_behaves_like_a_set(seqs):
     assert all(a <= b for a, b in pairs)
     assert all(b1 + 1 < a2 for (_, b1), (a2, _) in zip(pairs, pairs[1:]))  # disjoint, not adjacent
     assert runs.max == max(model, default=0) and runs.min == min(model, default=0)
+
+
+@given(st.lists(st.integers(min_value=1, max_value=60), max_size=80), st.integers(0, 62))
+def test_discard_below_forgets_exactly_the_lower_members(seqs, floor):
+    runs = SequenceRuns()
+    for s in seqs:
+        runs.add(s)
+    runs.discard_below(floor)
+    kept = {s for s in seqs if s >= floor}
+    assert [s for s in range(0, 62) if s in runs] == sorted(kept)
+    assert runs.max == max(kept, default=0) and runs.min == min(kept, default=0)
+    for s in range(1, 70):  # still a working set afterwards
+        assert runs.add(s) == (s not in kept)
+        kept.add(s)
