@@ -154,9 +154,10 @@ class Item:
 # --------------------------------------------------------------------------- pieces
 
 
-def render_ts(us: int, offset_min: int, precision: int, zulu: bool) -> tuple[str, int]:
+def render_ts(us: int, offset_min: int, precision: int, zulu: bool, colon: bool = True) -> tuple[str, int]:
     """RFC 3339 text for `us` truncated to `precision` fraction digits, and the
-    truncated instant."""
+    truncated instant. `colon=False` writes the offset as +HHMM, which the
+    auditor accepts too (semantics.md, "Timestamps")."""
     unit = 10 ** (6 - precision)
     us -= us % unit
     local = (EPOCH + timedelta(microseconds=us)).astimezone(timezone(timedelta(minutes=offset_min)))
@@ -168,11 +169,12 @@ def render_ts(us: int, offset_min: int, precision: int, zulu: bool) -> tuple[str
     else:
         sign = "+" if offset_min >= 0 else "-"
         m = abs(offset_min)
-        text += f"{sign}{m // 60:02d}:{m % 60:02d}"
+        text += f"{sign}{m // 60:02d}{':' if colon else ''}{m % 60:02d}"
     return text, us
 
 
-_TS_STYLE = st.tuples(st.sampled_from(OFFSETS_MIN), st.sampled_from((0, 3, 6, 6)), st.booleans())
+_TS_STYLE = st.tuples(st.sampled_from(OFFSETS_MIN), st.sampled_from((0, 3, 6, 6)), st.booleans(),
+                      st.sampled_from((True, True, True, False)))
 
 
 def _ts(draw, us: int) -> tuple[str, int]:
@@ -304,7 +306,7 @@ def good_item(
 
 BAD_TS = (
     "2026-01-31T10:00:00", "2026-01-31", "2026-01-31T10:00Z", "20260131T100000Z",
-    "2026-01-31T10:00:00+0200", "yesterday", "", "2026-02-30T10:00:00Z",
+    "yesterday", "", "2026-02-30T10:00:00Z",
     "2026-01-31T25:00:00Z", 1769853600, "2026-01-31T10:00:00.123+02",
 )
 
@@ -663,13 +665,12 @@ def histories(draw) -> History:
     if use_plain:
         for _ in range(draw(st.integers(0, 2))):
             plain_lines.insert(draw(st.integers(0, len(plain_lines))), Line("", "blank"))
-        # "until such a line [a JSON object] is met, lines are read as envelopes"
-        for ln in plain_lines:
-            if ln.status == "blank":
-                continue
-            if _is_object_line(ln.text):
-                break
-            ln.reason, ln.coordless = "invalid_envelope", True
+        # The kind is decided from the first JSON-object line, looking ahead, and
+        # applies to every line; with no such line the file is read as envelopes.
+        if not any(ln.status != "blank" and _is_object_line(ln.text) for ln in plain_lines):
+            for ln in plain_lines:
+                if ln.status != "blank":
+                    ln.reason, ln.coordless = "invalid_envelope", True
         gz = draw(st.booleans())
         files.append(DumpFile(f"events.jsonl{'.gz' if gz else ''}", "plain", gz, plain_lines))
         pos = draw(st.integers(0, len(order)))
