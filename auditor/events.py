@@ -66,8 +66,8 @@ _REQUIRED = {
 }
 decode_event = msgspec.json.Decoder(Event).decode  # the hot path; errors: DECODE_ERRORS
 DECODE_ERRORS = (msgspec.ValidationError, msgspec.DecodeError, TypeError)
-_TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}\Z")
-_ZERO_TRACE = "0" * 32
+_TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}\Z")
+_ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
 
 
 def parse_event(value: bytes | str | None) -> Event:
@@ -121,11 +121,17 @@ class _TraceOnly(Struct):
 _decode_trace = msgspec.json.Decoder(_TraceOnly).decode
 
 
+def parse_traceparent(value: str | bytes | None) -> tuple[str | None, str | None]:
+    """(trace_id, span_id) of a W3C traceparent (`00-<32 hex>-<16 hex>-<2 hex>`,
+    lowercase, neither id all zeros), else (None, None): the header is ignored."""
+    if isinstance(value, (bytes, bytearray)):
+        value = bytes(value).decode("ascii", "replace")
+    m = _TRACEPARENT.match(value) if value is not None else None
+    if m is None or m.group(1) == _ZERO_TRACE or m.group(2) == _ZERO_SPAN:
+        return None, None
+    return m.group(1), m.group(2)
+
+
 def trace_id_from_header(traceparent: str | None) -> str | None:
-    """The trace id of a well-formed W3C traceparent, else None (header ignored)."""
-    if traceparent is None:
-        return None
-    m = _TRACEPARENT.match(traceparent)
-    if m is None or m.group(1) == _ZERO_TRACE:
-        return None
-    return m.group(1)
+    """The trace id of a well-formed traceparent, else None."""
+    return parse_traceparent(traceparent)[0]

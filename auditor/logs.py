@@ -59,6 +59,8 @@ from typing import IO, Any, Iterable, Iterator, Mapping
 
 import orjson
 
+from .events import parse_traceparent
+
 __all__ = ["JsonFormatter", "SCHEMA_FIELDS", "configure_logging", "current_trace", "log_event",
            "parse_traceparent", "trace_context", "trace_from_headers"]
 
@@ -88,33 +90,6 @@ _trace: contextvars.ContextVar[tuple[str | None, str | None]] = contextvars.Cont
 
 
 # --- correlation ------------------------------------------------------------------------
-
-def parse_traceparent(value: str | bytes | None) -> tuple[str | None, str | None]:
-    """(trace_id, span_id) of a W3C `traceparent` value; (None, None) when absent or malformed.
-
-    Format: `version-traceid(32 hex)-parentid(16 hex)-flags`; all-zero ids are invalid.
-    """
-    if value is None:
-        return None, None
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        value = bytes(value).decode("ascii", "replace")
-    parts = value.strip().lower().split("-")
-    if len(parts) < 4 or len(parts[0]) != 2 or parts[0] == "ff":
-        return None, None
-    trace_id, span_id = parts[1], parts[2]
-    if (len(trace_id) != 32 or len(span_id) != 16 or not _is_hex(trace_id + span_id)
-            or trace_id == "0" * 32 or span_id == "0" * 16):
-        return None, None
-    return trace_id, span_id
-
-
-def _is_hex(text: str) -> bool:
-    try:
-        int(text, 16)
-    except ValueError:
-        return False
-    return True
-
 
 def trace_from_headers(headers: Iterable[tuple[str, bytes]] | Mapping[str, Any] | None) -> tuple[str | None, str | None]:
     """(trace_id, span_id) from Kafka record headers ([(name, value)] or a mapping) carrying `traceparent`."""
