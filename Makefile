@@ -1,6 +1,6 @@
 # The two commands the README starts with: `make demo` and `make test`.
 # Each sets up its own virtualenv on first use (scripts/bootstrap).
-.PHONY: demo test unit bench setup clean dynamodb-local prometheus
+.PHONY: demo test unit bench bench-quick setup clean dynamodb-local prometheus
 
 setup:
 	@scripts/bootstrap
@@ -26,8 +26,13 @@ test: setup dynamodb-local prometheus
 unit: setup
 	.venv/bin/python -m pytest -q tests/unit tests/property
 
-bench: setup
-	.venv/bin/python benchmarks/bench_replay.py
+# The benchmark suite (benchmarks/README.md): every scenario beside its baseline.
+# Full: ~10-15 min, into benchmarks/results/; quick: under a minute, benchmarks/results-quick/.
+bench: setup dynamodb-local
+	.venv/bin/python benchmarks/run.py --full
+
+bench-quick: setup dynamodb-local
+	.venv/bin/python benchmarks/run.py --quick
 
 clean:
 	rm -rf .venv build *.egg-info .pytest_cache .hypothesis

@@ -82,8 +82,10 @@ async def raw_consume(bootstrap: str, topics: Iterable[str], group_id: str, expe
                       **consumer_kwargs: Any) -> dict:
     """Consume `expected` records as one group member; parse each value; per-chat max sequence.
 
-    Returns {"records", "seconds", "join_seconds", "events_per_s", "chats", "unparsed"}.
-    `seconds` starts once the member holds an assignment (see the module doc).
+    Returns {"records", "seconds", "join_seconds", "events_per_s", "chats", "unparsed",
+    "first_batch_seconds", "events_per_s_after_first_batch"}. `seconds` starts once the
+    member holds an assignment (see the module doc); the last two separate the first
+    fetch (assignment to the first parsed `getmany` result) from the steady rate after it.
     Raises TimeoutError when `expected` records do not arrive within `timeout`
     (default: 60 s plus 1 s per 5,000 records). `group_id` should be fresh:
     a group with committed offsets resumes from them.
@@ -104,6 +106,7 @@ async def raw_consume(bootstrap: str, topics: Iterable[str], group_id: str, expe
                 raise TimeoutError(f"no partitions assigned to group {group_id!r} in {timeout:.0f}s")
             await consumer.getmany(timeout_ms=100, max_records=1)  # returns nothing while unassigned
         started = time.perf_counter()
+        first_at, first_n = None, 0
         getmany = consumer.getmany
         while n < expected:
             if time.monotonic() > deadline:
@@ -118,12 +121,18 @@ async def raw_consume(bootstrap: str, topics: Iterable[str], group_id: str, expe
                     except (ValueError, KeyError, TypeError):
                         unparsed += 1
                 n += len(batch)
-        seconds = time.perf_counter() - started
+            if first_at is None and n:
+                first_at, first_n = time.perf_counter(), n
+        ended = time.perf_counter()
+        seconds = ended - started
     finally:
         await consumer.stop()
+    after_first = ended - first_at if first_at is not None else 0.0
     return {"records": n, "seconds": seconds, "join_seconds": started - joining,
             "events_per_s": n / seconds if seconds > 0 else float("inf"), "chats": len(high),
-            "unparsed": unparsed, "max_records": max_records}
+            "unparsed": unparsed, "max_records": max_records,
+            "first_batch_seconds": first_at - started if first_at is not None else None,
+            "events_per_s_after_first_batch": (n - first_n) / after_first if after_first > 0 else None}
 
 
 def raw_consume_rate(bootstrap: str, topics: Iterable[str], group_id: str, expected: int, **kwargs: Any) -> float:
