@@ -22,6 +22,9 @@ One run:
    apart) and their counts compared with a reference: with DynamoDB, what the
    workload injected; without, one `AuditEngine` with no authority over the
    same records (`counts_match_reference`);
+   Steps 2 and 3 are repeated `--repeats` times (fresh groups each round;
+   DynamoDB Local is started and loaded once); each loop is reported by its
+   median run, with every run's rate beside it. Drain: first round only;
 4. reports events/s of each and ratio = live / raw, over the whole run
    (`ratio_to_raw`) and after each loop's first audited batch
    (`ratio_to_raw_after_first_batch`: the steady rate, without the first fetch
@@ -203,24 +206,36 @@ def _quiet_auditor_logs(level: int = logging.ERROR):
         logger.setLevel(previous)
 
 
-async def _dynamodb_variant(workload: Workload, tmp: Path, run) -> dict:
-    """Start DynamoDB Local, load the workload's tables, run `run(dynamo_config, session)`."""
+@contextlib.contextmanager
+def _dynamodb_tables(workload: Workload, tmp: Path):
+    """DynamoDB Local with the workload's tables loaded: yields (DynamoConfig, session, load seconds)."""
     import aioboto3
 
     from auditor.dynamo import DynamoConfig, create_tables, load_export
     from auditor.dynamo.local import LOCAL_CREDENTIALS, DynamoDBLocal, dynamodb_local_dir, free_port
 
     write_export(*workload.truth(), tmp / "messages", tmp / "counters")
-    server = DynamoDBLocal(dynamodb_local_dir(), free_port(), tmp / "dynamodb-local.log")
-    with server:
+    with DynamoDBLocal(dynamodb_local_dir(), free_port(), tmp / "dynamodb-local.log") as server:
         cfg = DynamoConfig(endpoint_url=server.endpoint)
         session = aioboto3.Session(**LOCAL_CREDENTIALS)
+
+        async def load() -> None:
+            await create_tables(cfg, session=session)
+            await load_export(cfg, tmp / "messages", tmp / "counters", session=session)
+
         started = time.perf_counter()
-        await create_tables(cfg, session=session)
-        await load_export(cfg, tmp / "messages", tmp / "counters", session=session)
-        loaded = time.perf_counter() - started
-        result = await run(cfg, session)
-    return {**result, "table_load_seconds": loaded}
+        asyncio.run(load())
+        yield cfg, session, time.perf_counter() - started
+
+
+def _median_run(runs: list[dict]) -> dict:
+    """The run with the median rate, with every run's rates beside it."""
+    ordered = sorted(runs, key=lambda r: r["events_per_s"])
+    chosen = dict(ordered[(len(ordered) - 1) // 2])
+    chosen["runs_events_per_s"] = [r["events_per_s"] for r in runs]
+    chosen["runs_events_per_s_after_first_batch"] = [r.get("events_per_s_after_first_batch") for r in runs]
+    chosen["repeats"] = len(runs)
+    return chosen
 
 
 def _references(workload: Workload, variants) -> dict[str, dict]:
@@ -244,78 +259,105 @@ def _references(workload: Workload, variants) -> dict[str, dict]:
 
 
 def scenario(records: int, chats: int, partitions: int, seed: int, variants: tuple[str, ...] = ("none",), *,
-             session_timeout_ms: int = SESSION_TIMEOUT_MS, batch: int = 5_000, max_records: int = MAX_RECORDS,
-             drain: bool = False, checkpoint_max_bytes: int | None = None, workdir: Path | None = None,
-             log=print) -> dict:
-    """Broker, produce, raw consume, then each live variant (or its skip reason)."""
+             repeats: int = 1, session_timeout_ms: int = SESSION_TIMEOUT_MS, batch: int = 5_000,
+             max_records: int = MAX_RECORDS, drain: bool = False, checkpoint_max_bytes: int | None = None,
+             workdir: Path | None = None, log=print) -> dict:
+    """Broker, produce, then `repeats` rounds of: the raw loop, each live variant (or its
+    skip reason), every run on a fresh consumer group. Each loop's figures are those of
+    its median run (all runs' rates beside them); drain (when asked) in the first round only."""
     run_id = f"bench{os.getpid()}_{time.time_ns() % 10**9}"
     spec = make_spec(records, chats, partitions, seed)
     topics = [spec.persisted_topic, spec.acked_topic, spec.delivered_topic]
-    params = {"records": records, "chats": chats, "partitions": partitions, "seed": seed,
+    params = {"records": records, "chats": chats, "partitions": partitions, "seed": seed, "repeats": repeats,
               "fault_mix": {k: getattr(spec, k) for k in ("loss", "duplicate_sequence", "gap", "out_of_order",
                                                            "clock_skew", "duplicate_delivery", "counter_behind",
                                                            "counter_missing", "producer_retry", "bad_record")},
               "produce_batch": batch, "max_records": max_records, "session_timeout_ms": session_timeout_ms,
               "variants": list(variants), "drain": drain, "checkpoint_max_bytes": checkpoint_max_bytes,
-              "broker": "tansu (memory storage), loopback",
+              "broker": "tansu (memory storage), loopback", "statistic": "the median run of each loop",
               "live": "LiveAuditor, production checkpoint defaults, findings topic on, HTTP off"}
+    unknown = set(variants) - set(VARIANTS)
+    if unknown:
+        raise ValueError(f"unknown live variant(s) {sorted(unknown)} (known: {', '.join(VARIANTS)})")
     cls, why = live_auditor_class()
     if workdir is not None:
         workdir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="bench_live_", dir=workdir))
     broker = TansuBroker(log_path=tmp / "tansu.log")
     results: dict[str, Any] = {"live": {}}
+    raw_runs: list[dict] = []
+    live_runs: dict[str, list[dict]] = {v: [] for v in variants}
+    failed: dict[str, dict] = {}
+    if cls is None:
+        failed = {v: {"skipped": NOT_AVAILABLE, "detail": why} for v in variants}
+        for v in variants:
+            log(f"  live [{v}]: skipped ({NOT_AVAILABLE}: {why})")
     try:
-        broker.start()
-        bootstrap = broker.bootstrap
-        results["broker"] = {"bootstrap": bootstrap, "start_seconds": broker.start_seconds}
-        produced, count = asyncio.run(produce(bootstrap, spec, batch))
-        results["produce"] = produced
-        log(f"  produce: {count} records, {produced['records_per_s']:,.0f}/s")
-        raw = asyncio.run(raw_consume(bootstrap, topics, f"{run_id}.raw", count, max_records=max_records,
-                                      session_timeout_ms=session_timeout_ms,
-                                      heartbeat_interval_ms=max(100, session_timeout_ms // 4)))
-        results["raw_consume"] = raw
-        log(f"  raw consume: {raw['events_per_s']:,.0f} events/s (join {raw['join_seconds']:.1f}s, "
-            f"first batch {raw['first_batch_seconds']:.2f}s)")
-        workload = Workload(spec)
-        references = _references(workload, variants) if drain and cls is not None else {}
-        for variant in variants:
-            if cls is None:
-                results["live"][variant] = {"skipped": NOT_AVAILABLE, "detail": why}
-                log(f"  live [{variant}]: skipped ({NOT_AVAILABLE}: {why})")
-                continue
-            common = dict(session_timeout_ms=session_timeout_ms, max_records=max_records, drain=drain,
-                          reference=references.get(variant), checkpoint_max_bytes=checkpoint_max_bytes,
-                          auditor_class=cls)
-            try:
-                with _quiet_auditor_logs():
-                    if variant == "none":
-                        got = asyncio.run(live_consume(bootstrap, topics, f"{run_id}.{variant}", count, **common))
-                    elif variant == "dynamodb":
-                        got = asyncio.run(_dynamodb_variant(workload, tmp, lambda cfg, session: live_consume(
-                            bootstrap, topics, f"{run_id}.{variant}", count, dynamo=cfg, session=session,
-                            verification="anomalies", **common)))
-                    else:
-                        raise ValueError(f"unknown live variant {variant!r} (known: {', '.join(VARIANTS)})")
-            except Exception as exc:  # noqa: BLE001 (recorded: the raw baseline and other variants stand)
-                results["live"][variant] = {"error": f"{type(exc).__name__}: {exc}"}
-                log(f"  live [{variant}]: error: {type(exc).__name__}: {exc}")
-                continue
-            got["ratio_to_raw"] = got["events_per_s"] / raw["events_per_s"]
-            if got.get("events_per_s_after_first_batch") and raw.get("events_per_s_after_first_batch"):
-                got["ratio_to_raw_after_first_batch"] = (got["events_per_s_after_first_batch"]
-                                                         / raw["events_per_s_after_first_batch"])
-            results["live"][variant] = got
-            log(f"  live [{variant}]: {got['events_per_s']:,.0f} events/s = {got['ratio_to_raw']:.2f} x raw; "
-                f"after the first batch {got.get('ratio_to_raw_after_first_batch') or 0:.2f} x raw "
-                f"(join {got['join_seconds']:.1f}s, first batch {got['first_batch_seconds']:.2f}s, "
-                f"{got['checkpoints']:.0f} checkpoints"
-                + (f", counts match the reference: {got['counts_match_reference']}" if "counts_match_reference" in got
-                   else "") + ")")
+        with contextlib.ExitStack() as stack:
+            broker.start()
+            stack.callback(broker.stop)
+            bootstrap = broker.bootstrap
+            results["broker"] = {"bootstrap": bootstrap, "start_seconds": broker.start_seconds}
+            produced, count = asyncio.run(produce(bootstrap, spec, batch))
+            results["produce"] = produced
+            log(f"  produce: {count} records, {produced['records_per_s']:,.0f}/s")
+            workload = Workload(spec)
+            references = _references(workload, variants) if drain and cls is not None else {}
+            dynamo = None
+            if "dynamodb" in variants and "dynamodb" not in failed:
+                try:
+                    dynamo = stack.enter_context(_dynamodb_tables(workload, tmp))
+                    results["table_load_seconds"] = dynamo[2]
+                except Exception as exc:  # noqa: BLE001 (recorded; the other loops stand)
+                    failed["dynamodb"] = {"error": f"{type(exc).__name__}: {exc}"}
+            for round_ in range(max(1, repeats)):
+                raw = asyncio.run(raw_consume(bootstrap, topics, f"{run_id}.raw{round_}", count,
+                                              max_records=max_records, session_timeout_ms=session_timeout_ms,
+                                              heartbeat_interval_ms=max(100, session_timeout_ms // 4)))
+                raw_runs.append(raw)
+                log(f"  raw consume: {raw['events_per_s']:,.0f} events/s (join {raw['join_seconds']:.1f}s, "
+                    f"first batch {raw['first_batch_seconds']:.2f}s)")
+                for variant in variants:
+                    if variant in failed:
+                        continue
+                    common = dict(session_timeout_ms=session_timeout_ms, max_records=max_records,
+                                  drain=drain and round_ == 0, reference=references.get(variant),
+                                  checkpoint_max_bytes=checkpoint_max_bytes, auditor_class=cls)
+                    if variant == "dynamodb":
+                        common.update(dynamo=dynamo[0], session=dynamo[1], verification="anomalies")
+                    try:
+                        with _quiet_auditor_logs():
+                            got = asyncio.run(live_consume(bootstrap, topics, f"{run_id}.{variant}{round_}", count,
+                                                           **common))
+                    except Exception as exc:  # noqa: BLE001 (recorded: the raw baseline and other variants stand)
+                        failed[variant] = {"error": f"{type(exc).__name__}: {exc}"}
+                        log(f"  live [{variant}]: error: {type(exc).__name__}: {exc}")
+                        continue
+                    live_runs[variant].append(got)
+                    log(f"  live [{variant}]: {got['events_per_s']:,.0f} events/s, "
+                        f"{got.get('events_per_s_after_first_batch') or 0:,.0f} after the first batch "
+                        f"(join {got['join_seconds']:.1f}s, first batch {got['first_batch_seconds']:.2f}s, "
+                        f"{got['checkpoints']:.0f} checkpoints"
+                        + (f", counts match the reference: {got['counts_match_reference']}"
+                           if "counts_match_reference" in got else "") + ")")
     finally:
-        broker.stop()
         shutil.rmtree(tmp, ignore_errors=True)
+    raw = results["raw_consume"] = _median_run(raw_runs)
+    for variant in variants:
+        if variant in failed:
+            results["live"][variant] = failed[variant]
+            continue
+        got = _median_run(live_runs[variant])
+        for key in ("drain_seconds", "counts", "reference_counts", "counts_match_reference"):
+            if key in live_runs[variant][0]:
+                got[key] = live_runs[variant][0][key]
+        got["ratio_to_raw"] = got["events_per_s"] / raw["events_per_s"]
+        steady, raw_steady = got.get("events_per_s_after_first_batch"), raw.get("events_per_s_after_first_batch")
+        if steady and raw_steady:
+            got["ratio_to_raw_after_first_batch"] = steady / raw_steady
+        results["live"][variant] = got
+        log(f"  live [{variant}] / raw (median runs): {got['ratio_to_raw']:.2f}; after the first batch "
+            f"{got.get('ratio_to_raw_after_first_batch') or 0:.2f}")
     results["records"] = count
     results["topics"] = topics
     return {"params": params, "results": results}
@@ -330,6 +372,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--variant", action="append", choices=VARIANTS, help="live variants (default: none)")
     p.add_argument("--drain", action="store_true", help="take the whole-history verdicts and check the counts")
+    p.add_argument("--repeats", type=int, default=1, help="rounds of raw + live runs (median reported)")
     p.add_argument("--session-timeout-ms", type=int, default=SESSION_TIMEOUT_MS)
     p.add_argument("--checkpoint-max-bytes", type=int, help="the live auditor's checkpoint record limit "
                    "(default: its own, 1 MB like Kafka's max.message.bytes)")
@@ -338,7 +381,7 @@ def main(argv: list[str] | None = None) -> dict:
     records = args.records or (QUICK_RECORDS if args.quick else DEFAULT_RECORDS)
     chats = args.chats or (500 if args.quick else 10_000)
     partitions = args.partitions or (4 if args.quick else 12)
-    result = scenario(records, chats, partitions, args.seed, tuple(args.variant or ("none",)),
+    result = scenario(records, chats, partitions, args.seed, tuple(args.variant or ("none",)), repeats=args.repeats,
                       session_timeout_ms=args.session_timeout_ms, drain=args.drain,
                       checkpoint_max_bytes=args.checkpoint_max_bytes, workdir=args.workdir)
     print(json.dumps(result))

@@ -102,8 +102,8 @@ def _live(s: dict) -> list[str]:
     p, r = s["params"], s["results"]
     raw = r["raw_consume"]
     lines = [f"{r['records']:,} records on Tansu, {p['partitions']} partitions per topic, {p['chats']:,} chats; "
-             f"produced at {_n(r['produce']['records_per_s'])} records/s; session timeout {p['session_timeout_ms']} ms.",
-             ""]
+             f"produced at {_n(r['produce']['records_per_s'])} records/s; session timeout {p['session_timeout_ms']} ms; "
+             f"each loop's median of {p.get('repeats', 1)} run(s), all runs' rates in results.json.", ""]
     rows = [["raw aiokafka loop (getmany + orjson + dict update)", _n(raw["events_per_s"]), f"{raw['seconds']:.2f}",
              f"{raw['join_seconds']:.1f}", _n(raw.get("first_batch_seconds"), 2),
              _n(raw.get("events_per_s_after_first_batch")), "1.00", "1.00", ""]]

@@ -48,7 +48,7 @@ MODES = {
     "quick": {
         "engine": dict(bench_engine.QUICK),
         "replay": {"argv": ["--quick", "--records", "20000"]},
-        "live": dict(records=20_000, chats=2_000, partitions=4, variants=["none"], drain=True),
+        "live": dict(records=20_000, chats=2_000, partitions=4, variants=["none"], repeats=1, drain=True),
         "authority": {"argv": ["--quick"]},
         "memory": dict(points=bench_memory.QUICK_POINTS, check=True),
         "scaling": dict(bench_engine.SCALING_QUICK),
@@ -56,7 +56,8 @@ MODES = {
     "full": {
         "engine": dict(bench_engine.FULL),
         "replay": {"argv": []},  # bench_replay's defaults: 500k records; RSS at 250k and 1M
-        "live": dict(records=200_000, chats=10_000, partitions=12, variants=["none", "dynamodb"], drain=True),
+        "live": dict(records=200_000, chats=10_000, partitions=12, variants=["none", "dynamodb"], repeats=3,
+                     drain=True),
         "authority": {"argv": []},  # bench_authority's default: 100k records
         "memory": dict(points=bench_memory.FULL_POINTS, check=True),
         "scaling": dict(bench_engine.SCALING_FULL),
@@ -98,7 +99,7 @@ def run_live(cfg: dict, seed: int) -> dict:
     from benchmarks import bench_live
 
     return bench_live.scenario(cfg["records"], cfg["chats"], cfg["partitions"], seed, tuple(cfg["variants"]),
-                               drain=cfg["drain"], log=log)
+                               repeats=cfg["repeats"], drain=cfg["drain"], log=log)
 
 
 def run_authority(cfg: dict, seed: int) -> dict:
