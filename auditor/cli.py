@@ -76,6 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     load.add_argument("--dynamodb-endpoint", metavar="URL", default=_env("AWS_ENDPOINT_URL_DYNAMODB"),
                       required=_env("AWS_ENDPOINT_URL_DYNAMODB") is None)
     _add_table_flags(load)
+    from .cli_run import add_run_parser; add_run_parser(sub)  # noqa: E702 (`auditor run`: auditor/cli_run.py)
     return parser
 
 
@@ -240,6 +241,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_replay(_replay_config(args))
         if args.command == "authority" and args.authority_command == "load-export":
             return run_load_export(args)
+        if args.command == "run":
+            from .cli_run import run; return run(args)  # noqa: E702
     except AuditorError as exc:
         print(f"auditor: {exc}", file=sys.stderr)
         return EXIT_ERROR
