@@ -260,7 +260,9 @@ class AuditEngine:
             queue = chat.deliveries
             queue.append((seq, key))
             tallies.delivery_by_status["delivered"] += 1
-            if queue[0][0] < chat.hi - self.config.delivery_window:
+            if seq > chat.max_delivered:
+                chat.max_delivered = seq
+            if queue[0][0] < chat.max_delivered - self.config.delivery_window:
                 self._forget_old_deliveries(chat)
             return
         tallies.delivery_by_status["duplicate"] += 1
@@ -272,7 +274,7 @@ class AuditEngine:
             first.evidence.append(record)
 
     def _forget_old_deliveries(self, chat: ChatState) -> None:
-        horizon = chat.hi - self.config.delivery_window
+        horizon = chat.max_delivered - self.config.delivery_window
         queue = chat.deliveries
         while queue and queue[0][0] < horizon:
             _, key = queue.popleft()

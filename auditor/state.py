@@ -19,7 +19,7 @@ item is read)   Under a sampling policy the same stands in for sequences whose
                 item was not read yet, with `first_claims` (the claiming records)
                 until `AuditEngine.settle` decides them against the item.
 per delivery    (recipient, message_id) -> the first delivery's record, kept
-                until the chat's hi passes its sequence by `delivery_window`;
+                until the chat's highest delivered sequence passes it by `delivery_window`;
                 a second delivery turns it into a `DuplicateDelivery` (a finding).
 """
 
@@ -65,7 +65,8 @@ class SequenceAnomaly:
 
 class ChatState:
     __slots__ = ("lo", "hi", "counter", "hi_evidence", "persisted", "claimed", "max_persisted",
-                 "anomalies", "items", "first_ids", "first_claims", "deliveries", "closed_through")
+                 "anomalies", "items", "first_ids", "first_claims", "deliveries", "max_delivered",
+                 "closed_through")
 
     def __init__(self, seq: int = 0) -> None:
         self.lo = seq
@@ -82,6 +83,10 @@ class ChatState:
         self.first_ids: dict[int, str] = {}  # unverified sequences -> the id seen first
         self.first_claims: dict[int, list] = {}  # ... whose first id was claimed -> records
         self.deliveries: deque = deque()  # (sequence, delivery key), arrival order
+        # The window is measured on delivered events alone: Kafka orders records
+        # within a partition, not across topics, so the persisted topic may be
+        # read far ahead of the delivered one and must not age deliveries out.
+        self.max_delivered = 0
         self.closed_through = 0  # sequences up to here are reported and forgotten (`close`)
 
     # Snapshots leave out `items`: it is the authority's own map for the chat,

@@ -254,11 +254,6 @@ def delivered(chat: str, seq: int, offset: int) -> Record:
     return Record("messages.delivered", 0, offset, payload.encode())
 
 
-@pytest.mark.xfail(strict=True, reason="engine: a delivery is remembered until the chat's highest sequence of ANY "
-                                       "topic passes it by delivery_window, so a consumer that reads the persisted "
-                                       "topic more than the window ahead of the delivered topic (Kafka orders "
-                                       "records within a partition, not across topics) misses the duplicate. "
-                                       "Keying the window on the highest *delivered* sequence would make it exact.")
 def test_duplicate_delivery_does_not_depend_on_how_topics_interleave():
     window = 100
     persisted_records = [persisted("c", s, s) for s in range(1, window + 20)]
