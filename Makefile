@@ -1,11 +1,17 @@
 # The two commands the README starts with: `make demo` and `make test`.
 # Each sets up its own virtualenv on first use (scripts/bootstrap).
-.PHONY: demo test unit bench bench-quick setup clean dynamodb-local prometheus
+.PHONY: demo replay-example test unit bench bench-quick setup clean dynamodb-local prometheus
 
 setup:
 	@scripts/bootstrap
 
-demo: setup
+# The main job on an embedded default: broker, DynamoDB Local, two workers,
+# injected faults, findings as they are confirmed, a summary (auditor/demo.py).
+demo: setup dynamodb-local
+	.venv/bin/auditor demo
+
+# The offline replay of the example dump shipped in examples/.
+replay-example: setup
 	.venv/bin/auditor replay examples/dump.kcat.jsonl.gz \
 	  --messages-export examples/export/messages \
 	  --counters-export examples/export/chat_counters \

@@ -76,7 +76,16 @@ def _parser() -> argparse.ArgumentParser:
     load.add_argument("--dynamodb-endpoint", metavar="URL", default=_env("AWS_ENDPOINT_URL_DYNAMODB"),
                       required=_env("AWS_ENDPOINT_URL_DYNAMODB") is None)
     _add_table_flags(load)
-    from .cli_run import add_run_parser; add_run_parser(sub)  # noqa: E702 (`auditor run`: auditor/cli_run.py)
+    from .cli_run import add_run_parser  # `auditor run`: auditor/cli_run.py
+
+    add_run_parser(sub)
+    demo = sub.add_parser("demo", help="the whole system on this machine: broker, DynamoDB Local, "
+                                       "two workers, injected faults (see auditor/demo.py)")
+    demo.add_argument("--messages", type=int, default=6_000, help="messages in the generated traffic")
+    demo.add_argument("--chats", type=int, default=60)
+    demo.add_argument("--seed", type=int, default=2026)
+    demo.add_argument("--http-port", type=int, default=9102, help="first worker's /metrics port")
+    demo.add_argument("--keep-running", action="store_true", help="after the summary, wait for Ctrl-C")
     return parser
 
 
@@ -242,7 +251,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "authority" and args.authority_command == "load-export":
             return run_load_export(args)
         if args.command == "run":
-            from .cli_run import run; return run(args)  # noqa: E702
+            from .cli_run import run
+
+            return run(args)
+        if args.command == "demo":
+            from .demo import run_demo
+
+            return run_demo(args.messages, args.chats, args.seed, args.http_port, args.keep_running)
     except AuditorError as exc:
         print(f"auditor: {exc}", file=sys.stderr)
         return EXIT_ERROR
