@@ -25,9 +25,12 @@ def _text(value: bytes | str | None) -> str | None:
 
 
 class JsonLinesSink:
-    def __init__(self, path: str | Path) -> None:
+    """`append`: keep what the file holds (a long-running service); otherwise
+    start it afresh (one replay, one file)."""
+
+    def __init__(self, path: str | Path, append: bool = False) -> None:
         self.path = Path(path)
-        self._file: IO[bytes] = open(self.path, "wb")
+        self._file: IO[bytes] = open(self.path, "ab" if append else "wb")
 
     def write_objects(self, objects: Iterable[dict]) -> None:
         write = self._file.write

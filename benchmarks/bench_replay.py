@@ -41,6 +41,7 @@ if str(ROOT) not in sys.path:
 import orjson  # noqa: E402
 
 from auditor.workload import Workload, WorkloadSpec, write_kcat_dump  # noqa: E402
+from benchmarks.common import proc_status_kb  # noqa: E402
 
 TARGET_RATIO = 0.5
 
@@ -90,17 +91,6 @@ def replay_run(path: Path, authority) -> dict:
             "counts": dict(t.counts), "errors": list(result.errors)}
 
 
-def _proc_status_kb(field: str) -> int | None:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
 def rss_child(spec_json: str, dump: str) -> None:
     """Runs in a fresh interpreter: replay one dump, report this process's peak RSS.
 
@@ -118,9 +108,9 @@ def rss_child(spec_json: str, dump: str) -> None:
             f.write("5")
     except OSError:
         pass
-    baseline = _proc_status_kb("VmRSS") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    baseline = proc_status_kb("VmRSS") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     run = replay_run(Path(dump), authority)
-    peak = _proc_status_kb("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = proc_status_kb("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({"baseline_kb": baseline, "peak_kb": peak, "seconds": run["seconds"],
                       "events_total": run["events_total"], "findings": run["findings"],
                       "active_chats": sum(1 for n in workload.counts if n)}))

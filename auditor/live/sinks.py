@@ -31,16 +31,15 @@ import asyncio
 import hashlib
 import logging
 from pathlib import Path
-from typing import IO, Iterable
+from typing import Iterable
 
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from ..engine import Rejection
 from ..findings import (CLOCK_SKEW, COUNTER_CORRUPTION, DUPLICATE_DELIVERY, DUPLICATE_SEQUENCE,
                         MESSAGE_LOSS, OUT_OF_ORDER, SEQUENCE_GAP, Finding)
 from ..logs import log_event
-from ..sinks import _text
+from ..sinks import DeadLetterSink, JsonLinesSink
 
 log = logging.getLogger("auditor.findings")
 
@@ -69,30 +68,11 @@ def finding_document(finding: Finding) -> dict:
     return finding.to_dict() | {"finding_id": finding_id(finding)}
 
 
-class _AppendingLines:
+class DeadLetterFile(DeadLetterSink):
+    """Rejected records, as replay's dead-letter output has them, appended."""
+
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self._file: IO[bytes] = open(self.path, "ab")
-
-    def write_objects(self, objects: Iterable[dict]) -> None:
-        write = self._file.write
-        for obj in objects:
-            write(orjson.dumps(obj) + b"\n")
-        self._file.flush()
-
-    def close(self) -> None:
-        self._file.close()
-
-
-class DeadLetterFile(_AppendingLines):
-    """Rejected records, as `auditor.sinks.DeadLetterSink` writes them, appended."""
-
-    def write(self, source: str, rejections: Iterable[Rejection]) -> None:
-        self.write_objects(
-            {"source": source, "topic": r.record.topic, "partition": r.record.partition,
-             "offset": r.record.offset, "reason": r.reason, "error": r.error,
-             "key": r.record.key, "headers": r.record.headers, "record": _text(r.record.payload)}
-            for r in rejections)
+        super().__init__(path, append=True)
 
 
 class FindingEmitter:
@@ -101,7 +81,7 @@ class FindingEmitter:
     def __init__(self, producer: AIOKafkaProducer | None = None, topic: str | None = None,
                  path: str | Path | None = None, metrics=None) -> None:
         self.producer, self.topic = producer, topic
-        self.file = _AppendingLines(path) if path else None
+        self.file = JsonLinesSink(path, append=True) if path else None
         self.metrics = metrics
         self._pending: list[asyncio.Future] = []
         self._failed: Exception | None = None
