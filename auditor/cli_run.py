@@ -23,6 +23,7 @@ from pathlib import Path
 
 from .cli import EXIT_CLEAN, EXIT_ERROR, _add_table_flags, _dynamo_config, _env, _session
 from .engine import EngineConfig
+from .horizon import Grace
 from .errors import AuditorError, ConfigError
 from .live.config import (CHAT_PARTITIONERS, CheckpointSettings, ConsumerSettings, KafkaSettings, LiveConfig,
                           Topics)
@@ -113,6 +114,14 @@ def add_run_parser(subparsers) -> argparse.ArgumentParser:
     o.add_argument("--instance", default=_env("AUDITOR_INSTANCE") or _env("HOSTNAME"),
                    help="instance name in logs and checkpoints (env AUDITOR_INSTANCE, else HOSTNAME)")
     o.add_argument("--delivery-window", type=int, default=EngineConfig().delivery_window)
+
+    g = rp.add_argument_group("retention horizon (auditor/horizon.py)")
+    g.add_argument("--grace-seconds", type=float, default=_env("AUDITOR_GRACE_SECONDS") or Grace().seconds,
+                   help="a sequence stays open this long after a higher one is seen (env AUDITOR_GRACE_SECONDS)")
+    g.add_argument("--grace-records", type=int, default=_env("AUDITOR_GRACE_RECORDS") or Grace().records,
+                   help="... and until the partition has read this many more records (env AUDITOR_GRACE_RECORDS)")
+    g.add_argument("--no-horizon", action="store_true",
+                   help="never close history (memory grows with messages; for short audits)")
     return rp
 
 
@@ -165,6 +174,7 @@ def live_config(args: argparse.Namespace) -> LiveConfig:
             verification=VerificationPolicy(args.verify, args.sample_rate),
             authority_wait=args.authority_wait,
             engine=EngineConfig(delivery_window=args.delivery_window),
+            grace=None if args.no_horizon else Grace(float(args.grace_seconds), int(args.grace_records)),
             chat_partitioner=args.chat_partitioner,
             http_host=None if args.no_http else args.http_host,
             http_port=args.http_port,

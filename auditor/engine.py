@@ -365,11 +365,16 @@ class AuditEngine:
             upto = min(upto, chat.hi)
             if upto > chat.closed_through:
                 findings.extend(self._close_chat(chat_id, chat, upto))
+        # Deliveries the window already forgot are final: report them now, not at the end.
+        findings.extend(map(_duplicate_delivery, self._closed_duplicates))
+        self._closed_duplicates.clear()
         return findings
 
-    def closing_keys(self, through: Mapping[str, int]) -> list[tuple[str, int]]:
-        """The (chat, seq) items `close(through)` will consult: gaps, anomalies and
-        unverified sequences in the range to close (read them, then `settle`)."""
+    def closing_keys(self, through: Mapping[str, int], unverified: bool = True) -> list[tuple[str, int]]:
+        """The (chat, seq) items `close(through)` will consult: gaps, anomalies and,
+        with `unverified`, the sequences audited without their item, in the range
+        to close (read them, then `settle`). Without `unverified` (a policy that
+        does not read every claim), those are forgotten at close without a verdict."""
         keys = []
         for chat_id, upto in through.items():
             chat = self.chats.get(chat_id)
@@ -379,8 +384,32 @@ class AuditEngine:
             start = self._open_from(chat_id, chat)
             keys.extend((chat_id, seq) for seq in chat.persisted.missing(start, upto))
             keys.extend((chat_id, seq) for seq in chat.anomalies if seq <= upto)
-            keys.extend((chat_id, seq) for seq in chat.first_ids if seq <= upto)
+            if unverified:
+                keys.extend((chat_id, seq) for seq in chat.first_ids if seq <= upto)
         return keys
+
+    def check_counters(self, chat_ids: Iterable[str]) -> list[Finding]:
+        """counter_corruption for these chats, decided now against the highest
+        sequence seen so far: once per chat (`finish` skips a chat reported here).
+
+        Live, the caller reads each counter afresh first: a sequence is
+        allocated from the counter before its message is written, so a counter
+        read after an event was seen must be at least that event's sequence."""
+        if not self.authority.has_counters:
+            return []
+        findings = []
+        for chat_id in chat_ids:
+            chat = self.chats.get(chat_id)
+            if chat is not None and not chat.counter_reported and chat.hi:
+                finding = self._counter_finding(chat_id, chat, chat.hi)
+                if finding is not None:
+                    findings.append(finding)
+        return findings
+
+    @property
+    def position(self) -> int:
+        """How far this engine has read: the sum of its next offsets, one more per record."""
+        return sum(self._offsets.values()) + len(self._offsets)
 
     def _close_chat(self, chat_id: str, chat: ChatState, upto: int) -> list[Finding]:
         closing = sorted(seq for seq in chat.anomalies if seq <= upto)
@@ -456,7 +485,6 @@ class AuditEngine:
     def _range_findings(self, chat_id: str, chat: ChatState) -> Iterable[Finding]:
         """counter_corruption and sequence_gap, from the observed range."""
         authority = self.authority
-        tallies = self.tallies
         lo, hi = self._open_from(chat_id, chat), chat.hi
         bounds = authority.sequence_bounds(chat_id)
         if bounds is not None:
@@ -465,20 +493,26 @@ class AuditEngine:
             return
         if authority.has_counters:
             counter = authority.last_sequence(chat_id)
-            reason = None
-            if counter is None:
-                reason, detail = "missing", "counter item is missing"
-            elif counter < hi:
-                reason, detail = "behind", f"last_sequence {counter} is below highest sequence seen {hi}"
-            else:
+            if counter is not None and counter >= hi:
                 hi = counter
-            if reason is not None:
-                tallies.counts[COUNTER_CORRUPTION] += 1
-                tallies.counter_by_reason[reason] += 1
-                evidence = (chat.hi_evidence,) if chat.hi_evidence is not None else ()
-                yield Finding(COUNTER_CORRUPTION, chat_id, None, (), detail, evidence, reason=reason)
+            elif not chat.counter_reported:
+                yield self._counter_finding(chat_id, chat, hi)
         for seq in chat.persisted.missing(lo, hi):
             yield self._gap(chat_id, seq)
+
+    def _counter_finding(self, chat_id: str, chat: ChatState, hi: int) -> Finding | None:
+        counter = self.authority.last_sequence(chat_id)
+        if counter is None:
+            reason, detail = "missing", "counter item is missing"
+        elif counter < hi:
+            reason, detail = "behind", f"last_sequence {counter} is below highest sequence seen {hi}"
+        else:
+            return None
+        chat.counter_reported = True
+        self.tallies.counts[COUNTER_CORRUPTION] += 1
+        self.tallies.counter_by_reason[reason] += 1
+        evidence = (chat.hi_evidence,) if chat.hi_evidence is not None else ()
+        return Finding(COUNTER_CORRUPTION, chat_id, None, (), detail, evidence, reason=reason)
 
     def _gap(self, chat_id: str, seq: int) -> Finding:
         if self._has_messages:

@@ -6,6 +6,10 @@ deliveries and the tallies. It is taken between batches (no findings or
 rejections in hand) and restored against the same kind of authority; the
 authority's own data is not in it and is linked again on restore.
 
+Evidence records are written slim: a finding needs a record's coordinates and
+trace id, not its payload, so a snapshot keeps (topic, partition, offset) and
+the trace id alone (a fifth of the bytes of a whole record).
+
 Format: one version byte, then zlib-compressed pickle. Pickle runs code on
 load, so a snapshot must come only from the auditor itself: the checkpoint
 topic it lives in must be writable by the auditor's principal alone (Kafka
@@ -14,12 +18,17 @@ ACLs), like any state store.
 
 from __future__ import annotations
 
+import io
 import pickle
 import zlib
+
+import orjson
 
 from .authority import Authority
 from .engine import AuditEngine, EngineConfig
 from .errors import AuditorError
+from .events import trace_id_of
+from .records import Record
 
 VERSION = 1
 _FIELDS = ("chats", "tallies", "_offsets", "_deliveries", "_closed_duplicates", "_type_counts",
@@ -34,8 +43,19 @@ def snapshot(engine: AuditEngine) -> bytes:
     if engine._findings or engine._rejections:
         raise ValueError("snapshot between batches only: findings or rejections are in hand")
     state = {name: getattr(engine, name) for name in _FIELDS}
+    out = io.BytesIO()
+    _SlimPickler(out, pickle.HIGHEST_PROTOCOL).dump(state)
     # Level 1: state is mostly ids and small ints; higher levels cost time for little.
-    return bytes([VERSION]) + zlib.compress(pickle.dumps(state, pickle.HIGHEST_PROTOCOL), 1)
+    return bytes([VERSION]) + zlib.compress(out.getbuffer(), 1)
+
+
+class _SlimPickler(pickle.Pickler):
+    def reducer_override(self, obj):
+        if type(obj) is Record:
+            trace = trace_id_of(obj)
+            payload = orjson.dumps({"trace_id": trace}).decode() if trace is not None else None
+            return Record, (obj.topic, obj.partition, obj.offset, payload)
+        return NotImplemented
 
 
 def restore(blob: bytes, authority: Authority, config: EngineConfig = EngineConfig()) -> AuditEngine:

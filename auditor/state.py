@@ -66,7 +66,7 @@ class SequenceAnomaly:
 class ChatState:
     __slots__ = ("lo", "hi", "counter", "hi_evidence", "persisted", "claimed", "max_persisted",
                  "anomalies", "items", "first_ids", "first_claims", "deliveries", "max_delivered",
-                 "closed_through")
+                 "closed_through", "mark", "counter_reported")
 
     def __init__(self, seq: int = 0) -> None:
         self.lo = seq
@@ -88,6 +88,8 @@ class ChatState:
         # read far ahead of the delivered one and must not age deliveries out.
         self.max_delivered = 0
         self.closed_through = 0  # sequences up to here are reported and forgotten (`close`)
+        self.mark: tuple | None = None  # (hi, time, position) the grace is measured from (auditor.horizon)
+        self.counter_reported = False  # counter_corruption already reported (live, `check_counters`)
 
     # Snapshots leave out `items`: it is the authority's own map for the chat,
     # shared by reference, and is linked again on restore.
@@ -95,6 +97,7 @@ class ChatState:
         return {name: getattr(self, name) for name in self.__slots__ if name != "items"}
 
     def __setstate__(self, state: dict) -> None:
+        self.__init__()  # defaults for fields an older snapshot lacks
         for name, value in state.items():
             setattr(self, name, value)
         self.items = _NO_ITEMS

@@ -9,10 +9,17 @@ engine needs it:
    not known yet, and the counter of every chat not known yet. An absent item
    is remembered as None, so the engine can tell "absent" from "not read"
    (`complete` is False when the policy does not read every key).
-2. `prepare_finish(chats)`: before `engine.finish`, read every chat the table
-   holds (Scan, ids only), then each chat's items in full (Query) and its
-   counter, so ranges, gap classifications and authority-only chats are
-   decided exactly as from an export.
+2. `refresh(keys, chats)`: before the live consumer closes history
+   (auditor.horizon), read these items and counters again, known or not:
+   verdicts at close are taken on what the table says then, not when the
+   first event arrived.
+3. `forget(through)`: after the close, drop the cached items up to the closed
+   sequence of each chat, so the cache holds the open window only. A later
+   event for a closed sequence reads its item again.
+4. `prepare_finish(chats)`: before `engine.finish`, read every chat the table
+   holds (Scan, ids only), then each chat's items in full (Query) and every
+   counter afresh, so ranges, gap classifications and authority-only chats
+   are decided exactly as from an export.
 
 A read that cannot complete raises `AuthorityUnavailable` out of the fetch
 (the reader has already retried with backoff): the batch is not applied, so
@@ -33,8 +40,9 @@ class TableAuthority(Authority):
         self.has_messages = has_messages
         self.has_counters = has_counters
         self.complete = complete  # True: every key the engine asks about was read
+        # chat -> {sequence: message_id, or None where the item is absent}; a key
+        # is known exactly when it is in here.
         self._items: dict[str, dict[int, str | None]] = {}
-        self._looked_up: set[tuple[str, int]] = set()
         self._counters: dict[str, int | None] = {}
         self._chat_ids: set[str] = set()
 
@@ -42,14 +50,23 @@ class TableAuthority(Authority):
 
     async def prefetch(self, keys: set[tuple[str, int]], chats: set[str]) -> None:
         if self.has_messages:
-            wanted = keys - self._looked_up
-            if wanted:
-                found = await self._reader.get_messages(wanted)
-                for (chat, seq), message_id in found.items():
-                    self._items.setdefault(chat, {})[seq] = message_id
-                self._looked_up |= wanted
+            items = self._items
+            await self._fetch_items([key for key in keys if key[1] not in items.get(key[0], ())])
+        if self.has_counters:
+            await self._fetch_counters(chats - self._counters.keys())
+
+    async def refresh(self, keys: set[tuple[str, int]], chats: set[str]) -> None:
+        if self.has_messages:
+            await self._fetch_items(keys)
         if self.has_counters:
             await self._fetch_counters(chats)
+
+    def forget(self, through: Mapping[str, int]) -> None:
+        for chat_id, upto in through.items():
+            items = self._items.get(chat_id)
+            if items:  # in place: the engine holds this dict (`items_of`)
+                for seq in [seq for seq in items if seq <= upto]:
+                    del items[seq]
 
     async def prepare_finish(self, chat_ids: set[str]) -> None:
         if self.has_messages:
@@ -60,10 +77,15 @@ class TableAuthority(Authority):
         if self.has_counters:
             await self._fetch_counters(chat_ids | self._chat_ids)
 
-    async def _fetch_counters(self, chats: set[str]) -> None:
-        wanted = chats - self._counters.keys()
-        if wanted:
-            self._counters.update(await self._reader.get_counters(wanted))
+    async def _fetch_items(self, keys) -> None:
+        if keys:
+            found = await self._reader.get_messages(keys)
+            for (chat, seq), message_id in found.items():
+                self._items.setdefault(chat, {})[seq] = message_id
+
+    async def _fetch_counters(self, chats) -> None:
+        if chats:
+            self._counters.update(await self._reader.get_counters(chats))
 
     # -- answering (sync, to the engine) -------------------------------------
 

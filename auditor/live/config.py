@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..engine import EngineConfig
+from ..horizon import Grace
 from ..verification import VerificationPolicy
 
 # Kafka's default for a topic's max.message.bytes (and the producer's
@@ -103,6 +104,11 @@ class LiveConfig:
     verification: VerificationPolicy = field(default_factory=VerificationPolicy)
     authority_wait: float = 600.0    # seconds a verdict waits for an unavailable table
     engine: EngineConfig = field(default_factory=EngineConfig)
+    # How long a sequence stays open before its history is closed: gaps, losses and
+    # duplicates reported, state forgotten (auditor.horizon). None: never closed
+    # (memory then grows with messages; whole-history verdicts come from `drain`).
+    grace: Grace | None = field(default_factory=Grace)
+    horizon_tick_seconds: float = 1.0  # how often the horizon is checked (one pass over the chats)
     # Which partition an authority-only chat (items, no events) belongs to, for
     # whole-history verdicts: the producers' partitioner. murmur2 = Kafka's Java
     # client default (and aiokafka's); crc32 = librdkafka's consistent(_random)

@@ -58,6 +58,7 @@ from ..authority import NoAuthority
 from ..engine import AuditEngine, Rejection
 from ..errors import ConfigError
 from ..findings import Finding
+from ..horizon import due as horizon_due
 from ..http import HealthServer, Heartbeat, Readiness
 from ..kafka.topics import create_topics, existing_topics
 from ..logs import log_event
@@ -165,6 +166,7 @@ class LiveAuditor:
         self._started = self._closed = self._cancelled = False
         self._last_checkpoint = time.monotonic()
         self._last_lag = 0.0
+        self._last_horizon = time.monotonic()
         self._rate = Rate()
         self._stack = contextlib.AsyncExitStack()
         self._consumer: AIOKafkaConsumer | None = None
@@ -397,6 +399,13 @@ class LiveAuditor:
                         self._fail(exc)
                         break
                 self._update_lag(force=not batch)
+                if self._horizon_due():
+                    try:
+                        await self._close_past_grace()
+                    except BaseException as exc:
+                        self._poisoned = True
+                        self._fail(exc)
+                        break
                 if self._checkpoint_due():
                     try:
                         await self._checkpoint("interval")
@@ -454,6 +463,45 @@ class LiveAuditor:
                 await self._emit(owned[p].engine.process(records))
         self.metrics.records.inc(n)
         self.metrics.rate.set(self._rate.add(n))
+
+    def _horizon_due(self) -> bool:
+        if self.config.grace is None:
+            return False
+        now = time.monotonic()
+        if now - self._last_horizon < self.config.horizon_tick_seconds:
+            return False
+        self._last_horizon = now
+        return True
+
+    async def _close_past_grace(self) -> None:
+        """Close, in every owned partition, the history past the grace period
+        (auditor.horizon): read again what the verdicts need, report, forget."""
+        now = time.time()
+        owned = self._owned
+        due = {p: t for p, state in owned.items() if (t := horizon_due(state.engine, now, self.config.grace))}
+        self.metrics.chats.set(sum(len(state.engine.chats) for state in owned.values()))
+        if not due:
+            return
+        authority = self.authority
+        if hasattr(authority, "refresh"):
+            # Unverified sequences are read at close only under a policy that reads
+            # every claim anyway (none are left then); the others forget them.
+            keys = {p: owned[p].engine.closing_keys(t, unverified=self._policy.reads_everything)
+                    for p, t in due.items()}
+            wanted = set().union(*keys.values())
+            chats = set().union(*due.values())
+            await _patiently(lambda: authority.refresh(wanted, chats), self._patience, self._pending, len(wanted))
+            for p, partition_keys in keys.items():
+                owned[p].engine.settle(partition_keys)
+        closed = 0
+        for p, through in due.items():
+            engine = owned[p].engine
+            closed += sum(max(0, min(upto, chat.hi) - chat.closed_through)
+                          for chat, upto in ((engine.chats[c], upto) for c, upto in through.items()))
+            await self._emit((engine.close(through) + engine.check_counters(through), []))
+            if hasattr(authority, "forget"):
+                authority.forget(through)
+        self.metrics.closed.inc(closed)
 
     async def _emit(self, output: tuple[list[Finding], list[Rejection]]) -> None:
         findings, rejections = output

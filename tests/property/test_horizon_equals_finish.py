@@ -1,0 +1,83 @@
+"""The live consumer's horizon loses nothing a whole-history `finish` reports,
+as long as no event arrives later than the grace allows.
+
+Hypothesis draws fault-laden histories and a tick pattern; the test measures
+how late the history's latest arrival is (in records read since a higher
+sequence of its chat was first seen) and gives `due` exactly one record more
+than that as grace. Closing at every tick with that grace, then `finish`, must
+report exactly what `finish` alone reports: marks set too early, a closed range
+one too high, or a close that forgets an open anomaly would all show here.
+"""
+
+from hypothesis import given, settings, strategies as st
+
+from auditor.authority import InMemoryAuthority
+from auditor.engine import AuditEngine, EngineConfig
+from auditor.events import DECODE_ERRORS, decode_event
+from auditor.horizon import Grace, due
+
+from auditor.workload import Workload, WorkloadSpec
+from tests.property.test_close_equals_finish import FAULTS
+from tests.unit.history import History
+
+# Every fault but duplicate deliveries: the workload repeats a delivery up to
+# 2 s later, which would make the grace the whole history (closing forgets a
+# first delivery; tests/unit/test_horizon.py covers that case).
+HORIZON_FAULTS = {**FAULTS, "duplicate_delivery": 0.0}
+
+
+def case(seed: int):
+    """Long enough (1,500 messages, ~6,000 records) that deliveries, up to
+    300 ms late, stay within a fraction of the history."""
+    w = Workload(WorkloadSpec(chats=5, messages=1_500, partitions=2, seed=seed, **HORIZON_FAULTS))
+    records = [History().add(r.payload, topic=r.topic, partition=r.partition, offset=r.offset)
+               for r in w.records()]
+    return records, w.truth()
+
+
+def lateness(records) -> int:
+    """Max over records of: records read since its chat's hi first reached its sequence."""
+    firsts: dict[str, list[tuple[int, int]]] = {}  # chat -> [(hi, position where first seen)]
+    worst = 0
+    for position, record in enumerate(records):
+        try:
+            event = decode_event(record.payload)
+        except DECODE_ERRORS:
+            continue
+        seen = firsts.setdefault(event.chat_id, [])
+        reached = [at for hi, at in seen if hi >= event.sequence]
+        if reached:
+            worst = max(worst, position - min(reached))
+        if not seen or event.sequence > seen[-1][0]:
+            seen.append((event.sequence, position))
+    return worst
+
+
+@settings(max_examples=200, deadline=None)
+@given(seed=st.integers(0, 10_000), tables=st.sampled_from(["mc", "m", "c", ""]),
+       ticks=st.lists(st.integers(1, 400), min_size=1, max_size=30))
+def test_closing_at_the_horizon_then_finish_equals_finish(seed, tables, ticks):
+    records, (messages, counters) = case(seed)
+    messages = messages if "m" in tables else None
+    counters = counters if "c" in tables else None
+    config = EngineConfig(delivery_window=10_000)  # the horizon, not the window, forgets here
+    grace = Grace(seconds=0, records=lateness(records) + 1)
+
+    whole = AuditEngine(InMemoryAuthority(messages, counters), config)
+    expected = whole.process(records)[0] + whole.finish()
+
+    engine = AuditEngine(InMemoryAuthority(messages, counters), config)
+    got, start, closed = [], 0, 0
+    for step in ticks * (len(records) // sum(ticks) + 1):
+        if start >= len(records):
+            break
+        got += engine.process(records[start:start + step])[0]
+        start += step
+        through = due(engine, 0.0, grace)
+        closed += len(through)
+        got += engine.close(through)
+    got += engine.finish()
+
+    assert sorted((f.to_dict() for f in got), key=str) == sorted((f.to_dict() for f in expected), key=str)
+    assert engine.tallies == whole.tallies
+    assert grace.records < len(records) // 2 and closed  # the horizon did move: not vacuous
