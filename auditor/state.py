@@ -21,6 +21,11 @@ item is read)   Under a sampling policy the same stands in for sequences whose
 per delivery    (recipient, message_id) -> the first delivery's record, kept
                 until the chat's highest delivered sequence passes it by `delivery_window`;
                 a second delivery turns it into a `DuplicateDelivery` (a finding).
+
+Live, the retention horizon (auditor.horizon) closes each chat's history a
+grace period behind its highest sequence: the per-sequence and per-delivery
+state above is reported and dropped up to `closed_through`, so a long run keeps
+chats and the open window. The chat's `mark` is where the grace is measured from.
 """
 
 from __future__ import annotations

@@ -6,7 +6,9 @@ policy, an anomaly is always read: a sequence whose events carry two message
 ids. Sequences not read are audited with the first id seen standing in for the
 item, their claims undecided (no `durability_ack_sent_total`, no loss) until
 the item is read: in replay that is at the latest before `finish`, so every
-policy gives the same report; live, at the sequence's close.
+policy gives the same report. Live, a sequence that was never read and carries
+one id is forgotten at its close without a verdict (auditor.horizon): reading
+it then would cost what `all` costs.
 
 DynamoDB cost per 1,000 messages (GetItem-equivalent reads in BatchGetItem,
 items under 4 KB; strongly consistent = 1 RCU, eventually consistent = 0.5;
