@@ -17,6 +17,7 @@ from auditor.cli_run import live_config
 from auditor.engine import AuditEngine
 from auditor.errors import ConfigError
 from auditor.findings import Finding
+from auditor.horizon import Grace
 from auditor.live.checkpoint import (Checkpointer, CheckpointError, CheckpointTooLarge, PartitionState,
                                      checkpoint_key, decode, encode)
 from auditor.live.config import CheckpointSettings, KafkaSettings
@@ -228,6 +229,10 @@ def test_run_flags_become_one_frozen_config(monkeypatch):
     assert (config.group_id, config.topics.persisted, config.findings_topic, config.http_port) == ("g1", "p", None, 0)
     assert config.verification.mode == "anomalies" and config.checkpoint.interval_seconds == 5
     assert config.dynamo.endpoint_url == "http://127.0.0.1:8000"
+    assert (config.grace.seconds, config.grace.records) == (60.0, 10_000)
+    monkeypatch.setenv("AUDITOR_GRACE_SECONDS", "30")
+    assert live_config(parse("--no-dynamodb", "--grace-records", "500")).grace == Grace(30.0, 500)
+    assert live_config(parse("--no-dynamodb", "--no-horizon")).grace is None
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.group_id = "other"
 
@@ -243,6 +248,8 @@ def test_run_configuration_errors_are_clear(monkeypatch):
     with pytest.raises(ConfigError, match="distinct"):
         live_config(parse("--no-dynamodb", "--checkpoint-topic", "messages.acked"))
     assert live_config(parse("--no-dynamodb")).dynamo is None
+    with pytest.raises(ConfigError, match="grace"):
+        live_config(parse("--no-dynamodb", "--grace-seconds", "-1"))
 
 
 # -- a known divergence, kept visible ------------------------------------------------------------
