@@ -257,3 +257,44 @@ async def _stop_and_restart(server, session, tmp_path):
         assert got == expected
         assert await reader.get_counters(list(counters)) == counters
         assert sample(metrics, "auditor_dynamo_breaker_state") == 0  # closed again
+
+
+def test_table_authority_reads_once_refreshes_on_demand_and_forgets_closed_items(dynamodb_local, aws_session,
+                                                                                 tmp_path):
+    from auditor.dynamo.authority import TableAuthority
+
+    async def run():
+        cfg = config(dynamodb_local)
+        messages, counters = await loaded(cfg, aws_session, tmp_path)
+        chat = chat_id(0)
+        keys = {(chat, s) for s in range(1, 6)} | {(chat, 10**6)}
+        metrics = DynamoMetrics(CollectorRegistry())
+        async with AuthorityReader(cfg, session=aws_session, metrics=metrics) as reader:
+            authority = TableAuthority(reader)
+            items = authority.items_of(chat)  # the engine holds this dict
+            await authority.prefetch(keys, {chat})
+            assert {s: items[s] for s in range(1, 6)} == {s: messages[chat].get(s) for s in range(1, 6)}
+            assert items[10**6] is None  # absent, and known to be
+            assert authority.last_sequence(chat) == counters.get(chat)
+            requests = sample(metrics, "auditor_dynamo_requests_total", operation="BatchGetItem", outcome="ok")
+            await authority.prefetch(keys, {chat})
+            assert sample(metrics, "auditor_dynamo_requests_total", operation="BatchGetItem",
+                          outcome="ok") == requests, "known keys and counters are not read again"
+
+            # The table changes: a refresh sees it, known or not.
+            async with aws_session.client("dynamodb", endpoint_url=dynamodb_local) as client:
+                await client.put_item(TableName=cfg.tables.chat_counters,
+                                      Item={"chat_id": {"S": chat}, "last_sequence": {"N": "123456"}})
+                await client.put_item(TableName=cfg.tables.messages, Item={
+                    "chat_id": {"S": chat}, "sequence": {"N": str(10**6)}, "message_id": {"S": "late"}})
+            await authority.refresh({(chat, 10**6)}, {chat})
+            assert authority.last_sequence(chat) == 123456
+            assert authority.message_id(chat, 10**6) == "late"
+
+            authority.forget({chat: 3})
+            assert sorted(authority.items_of(chat)) == [4, 5, 10**6]
+            assert authority.items_of(chat) is items  # in place
+            await authority.prefetch({(chat, 2)}, set())  # a later event for a closed sequence reads again
+            assert authority.message_id(chat, 2) == messages[chat].get(2)
+
+    asyncio.run(run())
