@@ -400,10 +400,14 @@ class AuditEngine:
         findings = []
         for chat_id in chat_ids:
             chat = self.chats.get(chat_id)
-            if chat is not None and not chat.counter_reported and chat.hi:
-                finding = self._counter_finding(chat_id, chat, chat.hi)
-                if finding is not None:
-                    findings.append(finding)
+            if chat is None or not chat.hi:
+                continue
+            counter = self.authority.last_sequence(chat_id)
+            if counter is not None and counter >= chat.hi:
+                # Healthy: evidence is needed again only for a sequence above this counter.
+                chat.counter, chat.hi_evidence = counter, None
+            elif not chat.counter_reported:
+                findings.append(self._counter_finding(chat_id, chat, chat.hi))
         return findings
 
     @property

@@ -107,3 +107,15 @@ def test_grace_must_not_be_negative():
 
     with pytest.raises(ValueError):
         Grace(seconds=-1)
+
+
+def test_a_healthy_counter_at_close_lets_the_chat_drop_its_evidence():
+    auth = authority({"c": items("c", 1, 2, 3, 4)}, {"c": 1})
+    engine, h = engine_with(persisted("c", 1), persisted("c", 2), auth=auth)
+    assert engine.chats["c"].hi_evidence is not None  # 2 is above the counter read at first sight
+    auth._counters["c"] = 3  # read afresh at close (live): healthy now
+    assert engine.check_counters(["c"]) == []
+    assert engine.chats["c"].hi_evidence is None and engine.chats["c"].counter == 3
+    engine.process(h.extend(persisted("c", 3), persisted("c", 4)).records[2:])
+    [found] = engine.check_counters(["c"])
+    assert found.reason == "behind" and [r.offset for r in found.evidence] == [3]  # the record of seq 4
