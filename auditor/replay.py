@@ -37,8 +37,8 @@ LIVE_BATCH_BYTES = 1 << 20
 
 
 class FetchingAuthority(Authority, Protocol):
-    async def prefetch(self, keys: set[tuple[str, int]], chats: set[str]) -> None:
-        """Fetch these items and these chats' counters."""
+    async def prefetch(self, keys: set[tuple[str, int]]) -> None:
+        """Fetch these items (unless known)."""
 
     async def prepare_finish(self, chat_ids: set[str]) -> None:
         """Fetch every fact `finish` needs for these chats and the table's own."""
@@ -158,8 +158,8 @@ async def replay_live(paths: Sequence[str | Path], authority: FetchingAuthority,
     """Replay `paths` against an authority that fetches. Per batch:
 
     1. decode and admit the records (`engine.admit`);
-    2. read the items the policy chooses, and new chats' counters, waiting out
-       an outage (the batch is never applied without its facts);
+    2. read the items the policy chooses, waiting out an outage (the batch is
+       never applied without its facts);
     3. settle sequences that were audited unverified and have just been read;
     4. audit the batch (`engine.apply`).
     At the end, read every chat whole, settle whatever is still unverified,
@@ -171,8 +171,7 @@ async def replay_live(paths: Sequence[str | Path], authority: FetchingAuthority,
         for batch in run.batches(paths, LIVE_BATCH_BYTES):
             admitted = engine.admit(batch.records)
             keys = policy.keys_to_read(admitted, engine)
-            chats = {event.chat_id for event, _ in admitted}
-            await _patiently(lambda: authority.prefetch(keys, chats), patience, pending, len(admitted))
+            await _patiently(lambda: authority.prefetch(keys), patience, pending, len(admitted))
             engine.settle(keys)
             run.applied(engine.apply(admitted))
         chats = set(engine.chats)

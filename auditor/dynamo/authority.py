@@ -4,11 +4,12 @@ The engine asks its questions synchronously; DynamoDB answers asynchronously.
 `TableAuthority` bridges them with a cache that the adapter fills before the
 engine needs it:
 
-1. `prefetch(keys, chats)`: after `engine.admit`, before `engine.apply`, fetch
-   the item at every (chat, sequence) the verification policy chose that is
-   not known yet, and the counter of every chat not known yet. An absent item
-   is remembered as None, so the engine can tell "absent" from "not read"
-   (`complete` is False when the policy does not read every key).
+1. `prefetch(keys)`: after `engine.admit`, before `engine.apply`, fetch the
+   item at every (chat, sequence) the verification policy chose that is not
+   known yet. An absent item is remembered as None, so the engine can tell
+   "absent" from "not read" (`complete` is False when the policy does not read
+   every key). Counters are not read here: a counter verdict is taken at close
+   or finish, on a counter read then.
 2. `refresh(keys, chats)`: before the live consumer closes history
    (auditor.horizon), read these items and counters again, known or not:
    verdicts at close are taken on what the table says then, not when the
@@ -48,12 +49,10 @@ class TableAuthority(Authority):
 
     # -- fetching (async, by the adapter) ------------------------------------
 
-    async def prefetch(self, keys: set[tuple[str, int]], chats: set[str]) -> None:
+    async def prefetch(self, keys: set[tuple[str, int]]) -> None:
         if self.has_messages:
             items = self._items
             await self._fetch_items([key for key in keys if key[1] not in items.get(key[0], ())])
-        if self.has_counters:
-            await self._fetch_counters(chats - self._counters.keys())
 
     async def refresh(self, keys: set[tuple[str, int]], chats: set[str]) -> None:
         if self.has_messages:

@@ -450,10 +450,8 @@ class LiveAuditor:
             admitted = {p: owned[p].engine.admit(records) for p, records in per_partition.items()}
             keys = {p: policy.keys_to_read(events, owned[p].engine) for p, events in admitted.items()}
             wanted = set().union(*keys.values())
-            chats = {event.chat_id for events in admitted.values() for event, _ in events}
             waiting = sum(map(len, admitted.values()))
-            await _patiently(lambda: self.authority.prefetch(wanted, chats), self._patience,
-                             self._pending, waiting)
+            await _patiently(lambda: self.authority.prefetch(wanted), self._patience, self._pending, waiting)
             for p, events in admitted.items():
                 engine = owned[p].engine
                 engine.settle(keys[p])

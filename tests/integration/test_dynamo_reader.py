@@ -272,14 +272,14 @@ def test_table_authority_reads_once_refreshes_on_demand_and_forgets_closed_items
         async with AuthorityReader(cfg, session=aws_session, metrics=metrics) as reader:
             authority = TableAuthority(reader)
             items = authority.items_of(chat)  # the engine holds this dict
-            await authority.prefetch(keys, {chat})
+            await authority.prefetch(keys)
             assert {s: items[s] for s in range(1, 6)} == {s: messages[chat].get(s) for s in range(1, 6)}
             assert items[10**6] is None  # absent, and known to be
-            assert authority.last_sequence(chat) == counters.get(chat)
+            assert authority.last_sequence(chat) is None  # counters are read at verdicts only
             requests = sample(metrics, "auditor_dynamo_requests_total", operation="BatchGetItem", outcome="ok")
-            await authority.prefetch(keys, {chat})
+            await authority.prefetch(keys)
             assert sample(metrics, "auditor_dynamo_requests_total", operation="BatchGetItem",
-                          outcome="ok") == requests, "known keys and counters are not read again"
+                          outcome="ok") == requests, "known keys are not read again"
 
             # The table changes: a refresh sees it, known or not.
             async with aws_session.client("dynamodb", endpoint_url=dynamodb_local) as client:
@@ -294,7 +294,7 @@ def test_table_authority_reads_once_refreshes_on_demand_and_forgets_closed_items
             authority.forget({chat: 3})
             assert sorted(authority.items_of(chat)) == [4, 5, 10**6]
             assert authority.items_of(chat) is items  # in place
-            await authority.prefetch({(chat, 2)}, set())  # a later event for a closed sequence reads again
+            await authority.prefetch({(chat, 2)})  # a later event for a closed sequence reads again
             assert authority.message_id(chat, 2) == messages[chat].get(2)
 
     asyncio.run(run())
