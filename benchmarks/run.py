@@ -13,6 +13,10 @@ Scenarios, in order (benchmarks/README.md says how to read each):
   memory     engine state per tracked chat and per message, fresh interpreter per point (bench_memory)
   scaling    engine and floor events/s as chats, partitions, fault density grow (bench_engine)
 
+On request only (`--only soak`; minutes of a long run, not part of the default suite):
+
+  soak       engine memory over a long stream, retention horizon on vs off (bench_soak)
+
 Output in --out (default benchmarks/results for --full, benchmarks/results-quick
 for --quick): results.json (machine, versions, commit, every scenario's exact
 parameters and figures), results.md (a table per scenario, the ratios),
@@ -43,6 +47,9 @@ from benchmarks.common import FAULT_MIX, machine_info, stdout_to_stderr  # noqa:
 from benchmarks.report import _v  # noqa: E402
 
 SCENARIOS = ("engine", "replay", "live", "authority", "memory", "scaling")
+# Run only when named with --only: the soak takes minutes at full size, and the
+# question it answers (does memory level off?) need not be asked at every suite run.
+ON_REQUEST = ("soak",)
 
 MODES = {
     "quick": {
@@ -52,6 +59,7 @@ MODES = {
         "authority": {"argv": ["--quick"]},
         "memory": dict(points=bench_memory.QUICK_POINTS, check=True),
         "scaling": dict(bench_engine.SCALING_QUICK),
+        "soak": {"argv": ["--quick"]},
     },
     "full": {
         "engine": dict(bench_engine.FULL),
@@ -61,6 +69,7 @@ MODES = {
         "authority": {"argv": []},  # bench_authority's default: 100k records
         "memory": dict(points=bench_memory.FULL_POINTS, check=True),
         "scaling": dict(bench_engine.SCALING_FULL),
+        "soak": {"argv": []},  # bench_soak's defaults: 5M records, horizon on and off
     },
 }
 DEFAULT_OUT = {"quick": ROOT / "benchmarks" / "results-quick", "full": ROOT / "benchmarks" / "results"}
@@ -125,8 +134,17 @@ def run_scaling(cfg: dict, seed: int) -> dict:
     return bench_engine.scaling(cfg["records"], cfg["repeats"], cfg["base"], cfg["axes"], seed, log=log)
 
 
+def run_soak(cfg: dict, seed: int) -> dict:
+    from benchmarks import bench_soak
+
+    argv = [*cfg["argv"], "--seed", str(seed)]
+    with stdout_to_stderr():
+        result = bench_soak.main(argv)
+    return {"params": {"argv": argv, **result["params"]}, "results": result["results"]}
+
+
 RUNNERS = {"engine": run_engine, "replay": run_replay, "live": run_live, "authority": run_authority,
-           "memory": run_memory, "scaling": run_scaling}
+           "memory": run_memory, "scaling": run_scaling, "soak": run_soak}
 
 
 # -- the headline --------------------------------------------------------------------------
@@ -168,6 +186,13 @@ def headline(scenarios: dict) -> dict:
         largest = max(r["points"], key=lambda x: (x["chats"], x["messages"]))
         out[f"memory at {largest['chats']:,} chats x {largest['messages_per_chat']:g} msg: bytes per tracked chat"] = (
             f"{largest['bytes_per_tracked_chat']:,.0f} (state {largest['state_bytes'] / 1e6:,.0f} MB)")
+    if r := ok("soak"):
+        for variant, run in r.items():
+            first, last, half = run["samples"][0], run["samples"][-1], run["second_half"]
+            out[f"soak, horizon {variant}: RSS and snapshot, first -> last sample (second half growth)"] = (
+                f"{first['rss_kb'] / 1024:,.0f} -> {last['rss_kb'] / 1024:,.0f} MB (x{half['rss_kb']['ratio']:.2f}), "
+                f"{first['snapshot_bytes'] / 1e6:,.2f} -> {last['snapshot_bytes'] / 1e6:,.2f} MB "
+                f"(x{half['snapshot_bytes']['ratio']:.2f}) over {last['records']:,} records")
     if r := ok("scaling"):
         for axis, points in r.items():
             lo, hi = points[0], points[-1]
@@ -206,7 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--quick", action="store_true", help="small sizes, under a minute (CI)")
     mode.add_argument("--full", action="store_true", help="the full sizes (default)")
     p.add_argument("--out", type=Path, help="output folder (default benchmarks/results, quick: benchmarks/results-quick)")
-    p.add_argument("--only", action="append", choices=SCENARIOS, help="run only these scenarios")
+    p.add_argument("--only", action="append", choices=SCENARIOS + ON_REQUEST,
+                   help=f"run only these scenarios ({', '.join(ON_REQUEST)}: only when named here)")
     p.add_argument("--skip", action="append", choices=SCENARIOS, default=[], help="skip these scenarios")
     p.add_argument("--seed", type=int, default=1)
     args = p.parse_args(argv)
@@ -222,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict = {"suite": {"mode": mode_name, "command": command, "argv": argv, "seed": args.seed,
                                "started_at": started_at, "fault_mix": FAULT_MIX},
                      "machine": machine_info(), "scenarios": {}}
-    for name in SCENARIOS:
+    for name in SCENARIOS + tuple(n for n in ON_REQUEST if n in (args.only or ())):
         if name in args.skip or (args.only and name not in args.only):
             results["scenarios"][name] = {"skipped": "--skip" if name in args.skip else "not in --only"}
             log(f"[{name}] skipped")
