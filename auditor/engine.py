@@ -54,6 +54,7 @@ class AuditEngine:
         # (recipient, message_id) -> the first delivery's Record, or a DuplicateDelivery
         self._deliveries: dict[tuple[str, str], Record | DuplicateDelivery] = {}
         self._closed_duplicates: list[DuplicateDelivery] = []
+        self._retired: dict[str, tuple] = {}  # chat_id -> ChatState.retired(), see `retire`
         self._findings: list[Finding] = []
         self._rejections: list[Rejection] = []
         self._has_messages = authority.has_messages
@@ -192,11 +193,15 @@ class AuditEngine:
                 id_state.claims.append(record)
 
     def _new_chat(self, chat_id: str, seq: int) -> ChatState:
-        chat = ChatState(seq)
+        retired = self._retired.pop(chat_id, None) if self._retired else None
+        if retired is not None:
+            chat = ChatState.revived(retired, seq)
+        else:
+            chat = ChatState(seq)
+            if self._counter_of is not None:  # missing counter: 0, so every hi is evidence
+                chat.counter = self._counter_of(chat_id) or 0
         if self._has_messages:
             chat.items = self.authority.items_of(chat_id)
-        if self._counter_of is not None:  # missing counter: 0, so every hi is evidence
-            chat.counter = self._counter_of(chat_id) or 0
         return chat
 
     def _non_reference(self, chat: ChatState, seq: int, mid: str,
@@ -363,7 +368,7 @@ class AuditEngine:
             if chat is None:
                 continue
             upto = min(upto, chat.hi)
-            if upto > chat.closed_through:
+            if upto >= chat.closed_through:  # equal: what arrived late, below the horizon
                 findings.extend(self._close_chat(chat_id, chat, upto))
         # Deliveries the window already forgot are final: report them now, not at the end.
         findings.extend(map(_duplicate_delivery, self._closed_duplicates))
@@ -410,6 +415,23 @@ class AuditEngine:
                 findings.append(self._counter_finding(chat_id, chat, chat.hi))
         return findings
 
+    def retire(self) -> list[str]:
+        """Replace the state of every quiet chat (`ChatState.quiet`: closed
+        through its highest sequence, nothing open) with its few retired
+        fields; an event for it later revives it. Returns the retired chat ids."""
+        quiet = [chat_id for chat_id, chat in self.chats.items() if chat.quiet]
+        for chat_id in quiet:
+            self._retired[chat_id] = self.chats.pop(chat_id).retired()
+        return quiet
+
+    @property
+    def retired_chats(self) -> int:
+        return len(self._retired)
+
+    def chat_ids(self) -> set[str]:
+        """Every chat with events so far: tracked or retired."""
+        return set(self.chats) | self._retired.keys()
+
     @property
     def position(self) -> int:
         """How far this engine has read: the sum of its next offsets, one more per record."""
@@ -449,9 +471,13 @@ class AuditEngine:
         """Findings that need the whole history; call once, after the last record."""
         findings, self._findings = self._findings, []
         chat_ids = set(self.chats)
+        chat_ids.update(self._retired)
         chat_ids.update(self.authority.chat_ids())
         for chat_id in sorted(chat_ids):
-            chat = self.chats.get(chat_id) or ChatState()
+            chat = self.chats.get(chat_id)
+            if chat is None:
+                retired = self._retired.get(chat_id)
+                chat = ChatState.revived(retired) if retired is not None else ChatState()
             findings.extend(self._sequence_findings(chat_id, chat, sorted(chat.anomalies)))
             findings.extend(self._range_findings(chat_id, chat))
         for state in self._closed_duplicates + list(self._deliveries.values()):

@@ -15,8 +15,12 @@ The rule, at each tick (`due(engine, now, grace)`):
 1. A chat with a mark whose grace has passed in BOTH time (now - t >= seconds)
    and records read (position now - position then >= records) is closed
    through the mark's hi, and its mark cleared.
-2. A chat without a mark whose hi is above what is closed gets a new mark
-   (hi, now, position now).
+2. A chat without a mark whose hi is above what is closed, or that holds open
+   state below it (an event that arrived after its sequence closed), gets a new
+   mark (hi, now, position now).
+
+After closing, the adapter retires the chats left quiet (`AuditEngine.retire`):
+a few numbers each instead of their state, until their next event.
 
 So a sequence is closed between `grace` and `grace` plus one tick after the
 auditor first saw a higher one. Why both measures: time alone closes too early
@@ -66,6 +70,6 @@ def due(engine: AuditEngine, now: float, grace: Grace) -> dict[str, int]:
                 continue
             through[chat_id] = closed = hi  # 1.
             chat.mark = None
-        if chat.hi > closed:  # 2.
+        if chat.hi > closed or (chat_id not in through and not chat.quiet):  # 2.
             chat.mark = (chat.hi, now, position)
     return through

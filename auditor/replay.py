@@ -174,7 +174,7 @@ async def replay_live(paths: Sequence[str | Path], authority: FetchingAuthority,
             await _patiently(lambda: authority.prefetch(keys), patience, pending, len(admitted))
             engine.settle(keys)
             run.applied(engine.apply(admitted))
-        chats = set(engine.chats)
+        chats = engine.chat_ids()
         await _patiently(lambda: authority.prepare_finish(chats), patience, pending, len(chats))
         engine.settle(engine.unverified_keys())
         return run.result()

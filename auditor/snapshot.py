@@ -32,7 +32,7 @@ from .records import Record
 
 VERSION = 1
 _FIELDS = ("chats", "tallies", "_offsets", "_deliveries", "_closed_duplicates", "_type_counts",
-           "_latency_sum")
+           "_latency_sum", "_retired")
 
 
 class SnapshotError(AuditorError):
@@ -67,7 +67,8 @@ def restore(blob: bytes, authority: Authority, config: EngineConfig = EngineConf
         raise SnapshotError(f"corrupt snapshot: {exc}") from None
     engine = AuditEngine(authority, config)
     for name in _FIELDS:
-        setattr(engine, name, state[name])
+        if name in state:  # a field newer than the snapshot keeps the engine's default
+            setattr(engine, name, state[name])
     if authority.has_messages:
         for chat_id, chat in engine.chats.items():
             chat.items = authority.items_of(chat_id)

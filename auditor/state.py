@@ -26,6 +26,9 @@ Live, the retention horizon (auditor.horizon) closes each chat's history a
 grace period behind its highest sequence: the per-sequence and per-delivery
 state above is reported and dropped up to `closed_through`, so a long run keeps
 chats and the open window. The chat's `mark` is where the grace is measured from.
+A chat closed through its highest sequence with nothing open is *retired*: its
+`ChatState` (about a kilobyte) is replaced by five numbers (`RETIRED_FIELDS`,
+about 200 bytes with its id), and revived from them by its next event.
 """
 
 from __future__ import annotations
@@ -95,6 +98,28 @@ class ChatState:
         self.closed_through = 0  # sequences up to here are reported and forgotten (`close`)
         self.mark: tuple | None = None  # (hi, time, position) the grace is measured from (auditor.horizon)
         self.counter_reported = False  # counter_corruption already reported (live, `check_counters`)
+
+    # A closed, quiet chat is kept as these fields alone (`AuditEngine.retire`):
+    # enough to go on where it stopped if it comes back.
+    RETIRED_FIELDS = ("closed_through", "max_persisted", "max_delivered", "counter", "counter_reported")
+
+    @property
+    def quiet(self) -> bool:
+        """Closed through its highest sequence, with nothing open or waiting."""
+        return (self.closed_through == self.hi and self.mark is None and not self.anomalies
+                and not self.first_ids and not self.first_claims and not self.deliveries
+                and (self.hi_evidence is None or self.counter_reported))
+
+    def retired(self) -> tuple:
+        return tuple(getattr(self, name) for name in self.RETIRED_FIELDS)
+
+    @classmethod
+    def revived(cls, retired: tuple, seq: int = 0) -> "ChatState":
+        chat = cls(seq)
+        for name, value in zip(cls.RETIRED_FIELDS, retired):
+            setattr(chat, name, value)
+        chat.hi = chat.closed_through
+        return chat
 
     # Snapshots leave out `items`: it is the authority's own map for the chat,
     # shared by reference, and is linked again on restore.

@@ -17,6 +17,8 @@ engine needs it:
 3. `forget(through)`: after the close, drop the cached items up to the closed
    sequence of each chat, so the cache holds the open window only. A later
    event for a closed sequence reads its item again.
+   `release(chats)`: drop everything cached for chats the engines retired
+   (`AuditEngine.retire`): no engine holds their item maps any more.
 4. `prepare_finish(chats)`: before `engine.finish`, read every chat the table
    holds (Scan, ids only), then each chat's items in full (Query) and every
    counter afresh, so ranges, gap classifications and authority-only chats
@@ -66,6 +68,11 @@ class TableAuthority(Authority):
             if items:  # in place: the engine holds this dict (`items_of`)
                 for seq in [seq for seq in items if seq <= upto]:
                     del items[seq]
+
+    def release(self, chat_ids: Iterable[str]) -> None:
+        for chat_id in chat_ids:
+            self._items.pop(chat_id, None)
+            self._counters.pop(chat_id, None)
 
     async def prepare_finish(self, chat_ids: set[str]) -> None:
         if self.has_messages:

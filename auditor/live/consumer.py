@@ -284,7 +284,7 @@ class LiveAuditor:
             await self._checkpoint("drain")
             owned = dict(sorted(self._owned.items()))
             if hasattr(self.authority, "prepare_finish"):
-                chats = set().union(*(state.engine.chats for state in owned.values()))
+                chats = set().union(*(state.engine.chat_ids() for state in owned.values()))
                 await _patiently(lambda: self.authority.prepare_finish(chats), self._patience,
                                  self._pending, len(chats))
             out: dict[int, PartitionVerdicts] = {}
@@ -478,6 +478,7 @@ class LiveAuditor:
         owned = self._owned
         due = {p: t for p, state in owned.items() if (t := horizon_due(state.engine, now, self.config.grace))}
         self.metrics.chats.set(sum(len(state.engine.chats) for state in owned.values()))
+        self.metrics.retired_chats.set(sum(state.engine.retired_chats for state in owned.values()))
         if not due:
             return
         authority = self.authority
@@ -497,8 +498,10 @@ class LiveAuditor:
             closed += sum(max(0, min(upto, chat.hi) - chat.closed_through)
                           for chat, upto in ((engine.chats[c], upto) for c, upto in through.items()))
             await self._emit((engine.close(through) + engine.check_counters(through), []))
+            retired = engine.retire()
             if hasattr(authority, "forget"):
                 authority.forget(through)
+                authority.release(retired)
         self.metrics.closed.inc(closed)
 
     async def _emit(self, output: tuple[list[Finding], list[Rejection]]) -> None:

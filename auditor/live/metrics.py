@@ -124,8 +124,10 @@ class LiveMetrics:
                                             buckets=CHECKPOINT_SECONDS_BUCKETS, registry=r)
         self.findings = Counter("auditor_findings_emitted", "Findings written to the sinks (re-emissions "
                                 "after a crash included)", ["kind"], registry=r)
-        self.chats = Gauge("auditor_tracked_chats", "Chats with state in this process's engines "
+        self.chats = Gauge("auditor_tracked_chats", "Chats with open state in this process's engines "
                            "(memory grows with these and the open window)", registry=r)
+        self.retired_chats = Gauge("auditor_retired_chats", "Quiet chats kept as a few numbers each "
+                                   "until their next event (auditor.horizon)", registry=r)
         self.closed = Counter("auditor_sequences_closed", "Sequences closed past the grace period "
                               "(auditor.horizon): reported and forgotten", registry=r)
         self.discarded = Counter("auditor_batches_discarded", "Fetched batches dropped because the "

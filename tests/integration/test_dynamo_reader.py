@@ -297,4 +297,8 @@ def test_table_authority_reads_once_refreshes_on_demand_and_forgets_closed_items
             await authority.prefetch({(chat, 2)})  # a later event for a closed sequence reads again
             assert authority.message_id(chat, 2) == messages[chat].get(2)
 
+            authority.release([chat])  # the engine retired the chat: nothing of it stays cached
+            assert authority.items_of(chat) == {} and authority.items_of(chat) is not items
+            assert authority.last_sequence(chat) is None
+
     asyncio.run(run())

@@ -119,3 +119,39 @@ def test_a_healthy_counter_at_close_lets_the_chat_drop_its_evidence():
     engine.process(h.extend(persisted("c", 3), persisted("c", 4)).records[2:])
     [found] = engine.check_counters(["c"])
     assert found.reason == "behind" and [r.offset for r in found.evidence] == [3]  # the record of seq 4
+
+
+def test_a_quiet_chat_is_retired_and_its_next_event_goes_on_where_it_stopped():
+    auth = authority({"c": items("c", *range(1, 9))}, {"c": 8})
+    engine, h = engine_with(*(persisted("c", s) for s in (1, 2, 3)), auth=auth)
+    engine.close({"c": 3})
+    assert engine.retire() == ["c"] and "c" not in engine.chats and engine.chat_ids() == {"c"}
+    engine.process(h.extend(persisted("c", 5), persisted("c", 6)).records[3:])  # revived; 4 never comes
+    assert engine.chats["c"].closed_through == 3
+    found = engine.close({"c": 6})
+    assert [(f.kind, f.sequence) for f in found] == [("sequence_gap", 4)]  # not 1-4, not nothing
+    assert engine.retire() == ["c"]
+    later = engine.finish()
+    assert [(f.kind, f.sequence) for f in later] == [("sequence_gap", 7), ("sequence_gap", 8)]  # items past hi
+
+
+def test_a_chat_with_anything_open_is_not_retired():
+    engine, h = engine_with(persisted("c", 1), persisted("c", 2), delivered("c", 2))
+    engine.close({"c": 1})
+    assert engine.retire() == [] and "c" in engine.chats  # 2 is still open
+
+
+def test_a_late_event_below_the_horizon_is_closed_by_the_next_tick_without_a_higher_sequence():
+    grace = Grace(seconds=60, records=0)
+    engine, h = engine_with(persisted("c", 1), persisted("c", 2), persisted("c", 3))
+    due(engine, 0.0, grace)
+    engine.close(due(engine, 60.0, grace))
+    assert engine.retire() == ["c"]
+    # A second id at closed sequence 2, after the close: an anomaly below the horizon.
+    engine.process(h.extend(persisted("c", 2, "other"), acked("c", 2, "other")).records[3:])
+    assert due(engine, 61.0, grace) == {} and engine.chats["c"].mark is not None  # armed though hi did not move
+    through = due(engine, 121.0, grace)
+    assert through == {"c": 3}
+    found = engine.close(through)
+    assert sorted(f.kind for f in found) == ["duplicate_sequence", "message_loss"]
+    assert engine.retire() == ["c"]
