@@ -39,8 +39,10 @@ restarts), so this stays pure and tests choose it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterable, NamedTuple
 
 from .engine import AuditEngine
+from .findings import Finding
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,3 +75,22 @@ def due(engine: AuditEngine, now: float, grace: Grace) -> dict[str, int]:
         if chat.hi > closed or (chat_id not in through and not chat.quiet):  # 2.
             chat.mark = (chat.hi, now, position)
     return through
+
+
+class Closed(NamedTuple):
+    findings: list[Finding]
+    sequences: int  # sequences closed (for the metric)
+    retired: list[str]  # chats retired after the close (the authority may drop them)
+
+
+def close(engine: AuditEngine, through: dict[str, int], read: Iterable[tuple[str, int]]) -> Closed:
+    """Close `through` (from `due`) once the authority holds the facts it needs:
+    settle what was `read` (`engine.closing_keys(through, ...)`), close, decide
+    the closing chats' counters, then retire the chats left quiet."""
+    engine.settle(read)
+    sequences = 0
+    for chat_id, upto in through.items():
+        chat = engine.chats[chat_id]
+        sequences += max(0, min(upto, chat.hi) - chat.closed_through)
+    findings = engine.close(through) + engine.check_counters(through)
+    return Closed(findings, sequences, engine.retire())

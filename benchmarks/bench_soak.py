@@ -15,7 +15,7 @@ variant runs in a fresh interpreter, so that RSS figures compare:
 
   on   the horizon driven exactly as `LiveAuditor._close_past_grace` drives it:
        every `--tick` seconds, `horizon.due(engine, now, grace)`, then
-       `closing_keys`, `settle`, `close`, `check_counters`. Time is simulated
+       `closing_keys` and `horizon.close` (settle, close, counters, retire). Time is simulated
        (batch number x `--step` seconds), so the time grace is met at a known
        rate and the record grace (`--grace-records`) is the binding one;
   off  the same stream, never closed (the `--no-horizon` consumer, or replay).
@@ -119,7 +119,7 @@ def measure(engine, records: int, started: float, closed: int, findings: int) ->
     return {"records": records, "seconds": time.perf_counter() - started,
             "rss_kb": proc_status_kb("VmRSS"), "peak_rss_kb": proc_status_kb("VmHWM"),
             "heap_bytes": heap_in_use(),
-            "chats": len(engine.chats),
+            "chats": len(engine.chats), "retired_chats": engine.retired_chats,
             "persisted_runs": sum(chat.persisted.run_count for chat in chats),
             "open_anomalies": sum(len(chat.anomalies) for chat in chats),
             "deliveries": len(engine._deliveries),
@@ -132,7 +132,7 @@ def measure(engine, records: int, started: float, closed: int, findings: int) ->
 def engine_child(cfg: dict) -> dict:
     """Runs in a fresh interpreter: one engine over the whole stream, sampled as it goes."""
     from auditor.engine import AuditEngine
-    from auditor.horizon import Grace, due
+    from auditor.horizon import Grace, close, due
 
     horizon = cfg["variant"] == "on"
     gc.collect()
@@ -168,10 +168,9 @@ def engine_child(cfg: dict) -> dict:
                 # complete, so settle has nothing left to decide; it is called as live).
                 through = due(engine, now, grace)
                 if through:
-                    engine.settle(engine.closing_keys(through, unverified=True))
-                    closed += sum(max(0, min(upto, engine.chats[c].hi) - engine.chats[c].closed_through)
-                                  for c, upto in through.items())
-                    findings += len(engine.close(through)) + len(engine.check_counters(through))
+                    done = close(engine, through, engine.closing_keys(through, unverified=True))
+                    closed += done.sequences
+                    findings += len(done.findings)
             # The last sample is taken after the stream, whatever its exact length.
             if records >= next_sample and len(samples) < cfg["samples"] - 1:
                 batch = None  # not part of the state: let the collection free it before measuring
@@ -359,6 +358,7 @@ async def _live_rounds(bootstrap: str, spec, auditors: list[_Auditor], round_siz
                 "records_audited": m.get("auditor_records_consumed_total"),
                 # The gauge is set by the horizon tick: without a horizon it stays 0, which is not a count.
                 "tracked_chats": m.get("auditor_tracked_chats") if a.variant == "on" else None,
+                "retired_chats": m.get("auditor_retired_chats") if a.variant == "on" else None,
                 "sequences_closed": m.get("auditor_sequences_closed_total"),
                 "checkpoint_bytes": m.get("auditor_checkpoint_bytes"),
                 "checkpoints": m.get("auditor_checkpoints_total")})

@@ -58,7 +58,7 @@ from ..authority import NoAuthority
 from ..engine import AuditEngine, Rejection
 from ..errors import ConfigError
 from ..findings import Finding
-from ..horizon import due as horizon_due
+from ..horizon import close as horizon_close, due as horizon_due
 from ..http import HealthServer, Heartbeat, Readiness
 from ..kafka.topics import create_topics, existing_topics
 from ..logs import log_event
@@ -482,27 +482,22 @@ class LiveAuditor:
         if not due:
             return
         authority = self.authority
-        if hasattr(authority, "refresh"):
-            # Unverified sequences are read at close only under a policy that reads
-            # every claim anyway (none are left then); the others forget them.
-            keys = {p: owned[p].engine.closing_keys(t, unverified=self._policy.reads_everything)
-                    for p, t in due.items()}
+        fetching = hasattr(authority, "refresh")
+        # Unverified sequences are read at close only under a policy that reads
+        # every claim anyway (none are left then); the others forget them.
+        keys = {p: owned[p].engine.closing_keys(t, unverified=self._policy.reads_everything) if fetching else []
+                for p, t in due.items()}
+        if fetching:
             wanted = set().union(*keys.values())
             chats = set().union(*due.values())
             await _patiently(lambda: authority.refresh(wanted, chats), self._patience, self._pending, len(wanted))
-            for p, partition_keys in keys.items():
-                owned[p].engine.settle(partition_keys)
-        closed = 0
         for p, through in due.items():
-            engine = owned[p].engine
-            closed += sum(max(0, min(upto, chat.hi) - chat.closed_through)
-                          for chat, upto in ((engine.chats[c], upto) for c, upto in through.items()))
-            await self._emit((engine.close(through) + engine.check_counters(through), []))
-            retired = engine.retire()
-            if hasattr(authority, "forget"):
+            closed = horizon_close(owned[p].engine, through, keys[p])
+            await self._emit((closed.findings, []))
+            self.metrics.closed.inc(closed.sequences)
+            if fetching:
                 authority.forget(through)
-                authority.release(retired)
-        self.metrics.closed.inc(closed)
+                authority.release(closed.retired)
 
     async def _emit(self, output: tuple[list[Finding], list[Rejection]]) -> None:
         findings, rejections = output

@@ -14,7 +14,7 @@ from hypothesis import given, settings, strategies as st
 from auditor.authority import InMemoryAuthority
 from auditor.engine import AuditEngine, EngineConfig
 from auditor.events import DECODE_ERRORS, decode_event
-from auditor.horizon import Grace, due
+from auditor.horizon import Grace, close, due
 
 from auditor.workload import Workload, WorkloadSpec
 from tests.property.test_close_equals_finish import FAULTS
@@ -55,6 +55,17 @@ def lateness(records) -> int:
     return worst
 
 
+def comparable(finding) -> dict:
+    """The finding as a report shows it, except that a counter_corruption found
+    at a close names the highest sequence seen *then* (detail, evidence): one
+    per chat, with the same reason, is what must agree."""
+    out = finding.to_dict()
+    if out["kind"] == "counter_corruption":
+        for field in ("detail", "records", "trace_ids"):
+            del out[field]
+    return out
+
+
 @settings(max_examples=200, deadline=None)
 @given(seed=st.integers(0, 10_000), tables=st.sampled_from(["mc", "m", "c", ""]),
        ticks=st.lists(st.integers(1, 400), min_size=1, max_size=30))
@@ -76,11 +87,12 @@ def test_closing_at_the_horizon_then_finish_equals_finish(seed, tables, ticks):
         got += engine.process(records[start:start + step])[0]
         start += step
         through = due(engine, 0.0, grace)
-        closed += len(through)
-        got += engine.close(through)
-        retired += len(engine.retire())
+        done = close(engine, through, engine.closing_keys(through))  # what the live consumer calls
+        got += done.findings
+        closed += done.sequences
+        retired += len(done.retired)
     got += engine.finish()
 
-    assert sorted((f.to_dict() for f in got), key=str) == sorted((f.to_dict() for f in expected), key=str)
+    assert sorted(map(comparable, got), key=str) == sorted(map(comparable, expected), key=str)
     assert engine.tallies == whole.tallies
     assert grace.records < len(records) // 2 and closed  # the horizon did move: not vacuous
