@@ -412,7 +412,7 @@ class AuditEngine:
                 # Healthy: evidence is needed again only for a sequence above this counter.
                 chat.counter, chat.hi_evidence = counter, None
             elif not chat.counter_reported:
-                findings.append(self._counter_finding(chat_id, chat, chat.hi))
+                findings.append(self._counter_finding(chat_id, chat, counter, chat.hi))
         return findings
 
     def retire(self) -> list[str]:
@@ -526,18 +526,16 @@ class AuditEngine:
             if counter is not None and counter >= hi:
                 hi = counter
             elif not chat.counter_reported:
-                yield self._counter_finding(chat_id, chat, hi)
+                yield self._counter_finding(chat_id, chat, counter, hi)
         for seq in chat.persisted.missing(lo, hi):
             yield self._gap(chat_id, seq)
 
-    def _counter_finding(self, chat_id: str, chat: ChatState, hi: int) -> Finding | None:
-        counter = self.authority.last_sequence(chat_id)
+    def _counter_finding(self, chat_id: str, chat: ChatState, counter: int | None, hi: int) -> Finding:
+        """The chat's counter is missing (None) or below `hi`: report it, once."""
         if counter is None:
             reason, detail = "missing", "counter item is missing"
-        elif counter < hi:
-            reason, detail = "behind", f"last_sequence {counter} is below highest sequence seen {hi}"
         else:
-            return None
+            reason, detail = "behind", f"last_sequence {counter} is below highest sequence seen {hi}"
         chat.counter_reported = True
         self.tallies.counts[COUNTER_CORRUPTION] += 1
         self.tallies.counter_by_reason[reason] += 1
