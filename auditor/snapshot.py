@@ -34,6 +34,9 @@ def snapshot(engine: AuditEngine) -> bytes:
     if engine._findings or engine._rejections:
         raise ValueError("snapshot between batches only: findings or rejections are in hand")
     state = {name: getattr(engine, name) for name in _FIELDS}
+    # The engine nests offsets by topic; a snapshot keeps (topic, partition) -> offset.
+    state["_offsets"] = {(topic, partition): offset for topic, partitions in engine._offsets.items()
+                         for partition, offset in partitions.items()}
     # Level 1: state is mostly ids and small ints; higher levels cost time for little.
     return bytes([VERSION]) + zlib.compress(pickle.dumps(state, pickle.HIGHEST_PROTOCOL), 1)
 
@@ -48,6 +51,9 @@ def restore(blob: bytes, authority: Authority, config: EngineConfig = EngineConf
     engine = AuditEngine(authority, config)
     for name in _FIELDS:
         setattr(engine, name, state[name])
+    engine._offsets = {}
+    for (topic, partition), offset in state["_offsets"].items():
+        engine._offsets.setdefault(topic, {})[partition] = offset
     if authority.has_messages:
         for chat_id, chat in engine.chats.items():
             chat.items = authority.items_of(chat_id)
