@@ -28,6 +28,9 @@ INVALID_ENVELOPE = "invalid_envelope"
 # batch's records are still in the CPU caches when the engine audits them
 # (1 MB batches ran ~15% slower, 16 KB ones paid per-batch costs too often).
 BATCH_BYTES = 256 << 10
+# The file's read buffer: the default 8 KB took ~30 read calls per batch, half
+# the time spent reading lines.
+READ_BUFFER = 256 << 10
 
 
 class BadLine(NamedTuple):
@@ -56,7 +59,7 @@ class DumpFile:
 
     def _open(self) -> tuple[BinaryIO, BinaryIO]:
         try:
-            raw = open(self.path, "rb")
+            raw = open(self.path, "rb", buffering=READ_BUFFER)
         except OSError as exc:
             raise InputError(self.path, f"cannot read: {exc.strerror or exc}") from None
         if self.path.endswith(".gz"):
