@@ -14,6 +14,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from datetime import timedelta
 from dataclasses import dataclass
+from itertools import chain
 from typing import Iterable, Iterator, Mapping, NamedTuple
 
 from .authority import Authority
@@ -294,7 +295,10 @@ class AuditEngine:
             queue.append((seq, key))
             if seq > chat.max_delivered:
                 chat.max_delivered = seq
-            if queue[0][0] < chat.max_delivered - self._window:
+            # Every queued sequence is >= chat.lo: until the window reaches past
+            # it nothing can age out, and the queue's head need not be read.
+            horizon = chat.max_delivered - self._window
+            if horizon > chat.lo and queue[0][0] < horizon:
                 self._forget_old_deliveries(chat)
             return
         # First deliveries are not counted here: all delivered events minus
@@ -453,9 +457,10 @@ class AuditEngine:
         chat_ids.update(self.authority.chat_ids())
         for chat_id in sorted(chat_ids):
             chat = self.chats.get(chat_id) or ChatState()
-            findings.extend(self._sequence_findings(chat_id, chat, sorted(chat.anomalies)))
+            if chat.anomalies:  # most chats have none: no generator to run
+                findings.extend(self._sequence_findings(chat_id, chat, sorted(chat.anomalies)))
             findings.extend(self._range_findings(chat_id, chat))
-        for state in self._closed_duplicates + list(self._deliveries.values()):
+        for state in chain(self._closed_duplicates, self._deliveries.values()):
             if type(state) is DuplicateDelivery:
                 findings.append(_duplicate_delivery(state))
         self._closed_duplicates.clear()
