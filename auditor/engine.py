@@ -302,7 +302,7 @@ class AuditEngine:
                 self._forget_old_deliveries(chat)
             return
         # First deliveries are not counted here: all delivered events minus
-        # these, per batch in apply().
+        # these, per batch in _end_batch().
         tallies.delivery_by_status["duplicate"] += 1
         tallies.counts[DUPLICATE_DELIVERY] += 1
         if type(first) is Record:
