@@ -28,6 +28,9 @@ INVALID_ENVELOPE = "invalid_envelope"
 # batch's records are still in the CPU caches when the engine audits them
 # (1 MB batches ran ~15% slower, 16 KB ones paid per-batch costs too often).
 BATCH_BYTES = 256 << 10
+# The file's read buffer: with the default 8 KB, ~30 read calls per batch
+# doubled the time spent reading lines.
+READ_BUFFER = 256 << 10
 
 
 class BadLine(NamedTuple):
@@ -56,7 +59,7 @@ class DumpFile:
 
     def _open(self) -> tuple[BinaryIO, BinaryIO]:
         try:
-            raw = open(self.path, "rb")
+            raw = open(self.path, "rb", buffering=READ_BUFFER)
         except OSError as exc:
             raise InputError(self.path, f"cannot read: {exc.strerror or exc}") from None
         if self.path.endswith(".gz"):
@@ -82,9 +85,17 @@ class DumpFile:
             path = self.path
             return [Record(path, 0, n, line) for n, line in enumerate(lines, first_line)
                     if not line.isspace()], []
+        # One C call for the whole batch, as one JSON array built by a single
+        # join (copying a 256 KB batch three times cost as much as decoding it).
+        # A blank line makes that array invalid, so the first try needs no
+        # filtering; a bad line sends us line by line.
+        try:
+            return decode_records(_json_array(lines)), []
+        except RECORD_ERRORS:
+            pass
         body = [line for line in lines if not line.isspace()]
-        try:  # one C call for the whole batch; a bad line sends us line by line
-            return decode_records(b"[" + b",".join(body) + b"]"), []
+        try:
+            return decode_records(_json_array(body)) if body else [], []
         except RECORD_ERRORS:
             return self._parse_lines(lines, first_line)
 
@@ -124,6 +135,14 @@ def _line_chunks(stream: BinaryIO, batch_bytes: int) -> Iterator[tuple[list[byte
         yield lines, exc
         return
     yield lines, None
+
+
+def _json_array(lines: list[bytes]) -> bytes:
+    """`[line,line,...]` with one copy of the lines."""
+    parts = list(lines)
+    parts[0] = b"[" + parts[0]
+    parts[-1] = parts[-1] + b"]"
+    return b",".join(parts)
 
 
 def _decide_kind(lines: list[bytes]) -> str | None:

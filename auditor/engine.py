@@ -14,6 +14,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from datetime import timedelta
 from dataclasses import dataclass
+from itertools import chain
 from typing import Iterable, Iterator, Mapping, NamedTuple
 
 from .authority import Authority
@@ -48,9 +49,13 @@ class AuditEngine:
     def __init__(self, authority: Authority, config: EngineConfig = EngineConfig()) -> None:
         self.authority = authority
         self.config = config
+        self._window = config.delivery_window
         self.tallies = Tallies()
         self.chats: dict[str, ChatState] = {}
-        self._offsets: dict[tuple[str, int], int] = {}
+        # topic -> partition -> highest offset seen: two plain lookups per
+        # record, where a (topic, partition) key cost a tuple, two tuple hashes
+        # and two tuple comparisons (snapshots keep the flat form).
+        self._offsets: dict[str, dict[int, int]] = {}
         # (recipient, message_id) -> the first delivery's Record, or a DuplicateDelivery
         self._deliveries: dict[tuple[str, str], Record | DuplicateDelivery] = {}
         self._closed_duplicates: list[DuplicateDelivery] = []
@@ -75,7 +80,29 @@ class AuditEngine:
         that need the whole history (loss, duplicates, gaps, counters) come out
         of `finish`. Equal to `apply(admit(records))`, in one pass.
         """
-        return self.apply(self._admitted(records))
+        # `_admitted` and `apply`, fused: no generator step and no (event,
+        # record) pair per record.
+        offsets = self._offsets
+        decode = decode_event
+        accept = self._accept
+        replayed = 0
+        for record in records:
+            partitions = offsets.get(record.topic)
+            if partitions is None:
+                partitions = offsets[record.topic] = {}
+            partition, offset = record.partition, record.offset
+            if offset <= partitions.get(partition, -1):
+                replayed += 1
+                continue
+            partitions[partition] = offset
+            try:
+                event = decode(record.payload)
+            except DECODE_ERRORS:
+                self._reject_payload(record)
+                continue
+            accept(event, record)
+        self.tallies.replayed_records += replayed
+        return self._end_batch()
 
     def admit(self, records: Iterable[Record]) -> list[tuple[Event, Record]]:
         """Step 1: skip replayed reads, decode and validate, reject the bad.
@@ -90,12 +117,14 @@ class AuditEngine:
         decode = decode_event
         replayed = 0
         for record in records:
-            key = (record.topic, record.partition)
-            offset = record.offset
-            if offset <= offsets.get(key, -1):
+            partitions = offsets.get(record.topic)
+            if partitions is None:
+                partitions = offsets[record.topic] = {}
+            partition, offset = record.partition, record.offset
+            if offset <= partitions.get(partition, -1):
                 replayed += 1
                 continue
-            offsets[key] = offset
+            partitions[partition] = offset
             try:
                 event = decode(record.payload)
             except DECODE_ERRORS:
@@ -109,9 +138,15 @@ class AuditEngine:
         accept = self._accept
         for event, record in admitted:
             accept(event, record)
+        return self._end_batch()
+
+    def _end_batch(self) -> tuple[list[Finding], list[Rejection]]:
+        """Bring the per-batch tallies up to date; hand over findings and rejections."""
         tallies = self.tallies
         for event_class, count in self._type_counts.items():  # per batch, not per record
             tallies.events_by_type[EVENT_TYPE[event_class]] = count
+        by_status = tallies.delivery_by_status
+        by_status["delivered"] = self._type_counts[Delivered] - by_status["duplicate"]
         tallies.latency_sum = self._latency_sum.total_seconds()
         findings, self._findings = self._findings, []
         rejections, self._rejections = self._rejections, []
@@ -259,17 +294,20 @@ class AuditEngine:
 
         key = (event.recipient_id, mid)
         deliveries = self._deliveries
-        first = deliveries.get(key)
-        if first is None:  # the common case: keep just the first delivery's evidence
-            deliveries[key] = record
+        first = deliveries.setdefault(key, record)  # one lookup; kept if it is the first
+        if first is record:  # the common case: keep just the first delivery's evidence
             queue = chat.deliveries
             queue.append((seq, key))
-            tallies.delivery_by_status["delivered"] += 1
             if seq > chat.max_delivered:
                 chat.max_delivered = seq
-            if queue[0][0] < chat.max_delivered - self.config.delivery_window:
+            # Every queued sequence is >= chat.lo: until the window reaches past
+            # it nothing can age out, and the queue's head need not be read.
+            horizon = chat.max_delivered - self._window
+            if horizon > chat.lo and queue[0][0] < horizon:
                 self._forget_old_deliveries(chat)
             return
+        # First deliveries are not counted here: all delivered events minus
+        # these, per batch in _end_batch().
         tallies.delivery_by_status["duplicate"] += 1
         tallies.counts[DUPLICATE_DELIVERY] += 1
         if type(first) is Record:
@@ -279,7 +317,7 @@ class AuditEngine:
             first.evidence.append(record)
 
     def _forget_old_deliveries(self, chat: ChatState) -> None:
-        horizon = chat.max_delivered - self.config.delivery_window
+        horizon = chat.max_delivered - self._window
         queue = chat.deliveries
         while queue and queue[0][0] < horizon:
             _, key = queue.popleft()
@@ -435,7 +473,7 @@ class AuditEngine:
     @property
     def position(self) -> int:
         """How far this engine has read: the sum of its next offsets, one more per record."""
-        return sum(self._offsets.values()) + len(self._offsets)
+        return sum(sum(partitions.values()) + len(partitions) for partitions in self._offsets.values())
 
     def _close_chat(self, chat_id: str, chat: ChatState, upto: int) -> list[Finding]:
         closing = sorted(seq for seq in chat.anomalies if seq <= upto)
@@ -478,9 +516,10 @@ class AuditEngine:
             if chat is None:
                 retired = self._retired.get(chat_id)
                 chat = ChatState.revived(retired) if retired is not None else ChatState()
-            findings.extend(self._sequence_findings(chat_id, chat, sorted(chat.anomalies)))
+            if chat.anomalies:  # most chats have none: no generator to run
+                findings.extend(self._sequence_findings(chat_id, chat, sorted(chat.anomalies)))
             findings.extend(self._range_findings(chat_id, chat))
-        for state in self._closed_duplicates + list(self._deliveries.values()):
+        for state in chain(self._closed_duplicates, self._deliveries.values()):
             if type(state) is DuplicateDelivery:
                 findings.append(_duplicate_delivery(state))
         self._closed_duplicates.clear()

@@ -43,6 +43,9 @@ def snapshot(engine: AuditEngine) -> bytes:
     if engine._findings or engine._rejections:
         raise ValueError("snapshot between batches only: findings or rejections are in hand")
     state = {name: getattr(engine, name) for name in _FIELDS}
+    # The engine nests offsets by topic; a snapshot keeps (topic, partition) -> offset.
+    state["_offsets"] = {(topic, partition): offset for topic, partitions in engine._offsets.items()
+                         for partition, offset in partitions.items()}
     out = io.BytesIO()
     _SlimPickler(out, pickle.HIGHEST_PROTOCOL).dump(state)
     # Level 1: state is mostly ids and small ints; higher levels cost time for little.
@@ -69,6 +72,9 @@ def restore(blob: bytes, authority: Authority, config: EngineConfig = EngineConf
     for name in _FIELDS:
         if name in state:  # a field newer than the snapshot keeps the engine's default
             setattr(engine, name, state[name])
+    engine._offsets = {}
+    for (topic, partition), offset in state["_offsets"].items():
+        engine._offsets.setdefault(topic, {})[partition] = offset
     if authority.has_messages:
         for chat_id, chat in engine.chats.items():
             chat.items = authority.items_of(chat_id)
