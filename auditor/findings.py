@@ -61,6 +61,13 @@ duplicate_delivery  per (recipient_id, message_id).
 Counts without findings: `redelivered` (a persisted record whose (chat,
 sequence, message_id) was already processed as a persisted record),
 `replayed_records`, `rejected` by reason.
+
+When. Replay decides everything after the whole history. Live, out_of_order
+and clock_skew come out as their record is audited; the others when the
+chat's history is closed past its grace period (auditor.horizon), after the
+authority is read again; counter_corruption at the first close that sees it.
+An event arriving after its sequence closed is audited as new (so a
+sequence_gap declared then stays declared: the grace is what makes that rare).
 """
 
 from __future__ import annotations
