@@ -15,7 +15,7 @@ from bisect import bisect_left
 from datetime import timedelta
 from dataclasses import dataclass
 from itertools import chain
-from typing import Iterable, Iterator, Mapping, NamedTuple
+from typing import Callable, Iterable, Mapping, NamedTuple
 
 from .authority import Authority
 from .errors import RecordRejected
@@ -80,11 +80,24 @@ class AuditEngine:
         that need the whole history (loss, duplicates, gaps, counters) come out
         of `finish`. Equal to `apply(admit(records))`, in one pass.
         """
-        # `_admitted` and `apply`, fused: no generator step and no (event,
-        # record) pair per record.
+        self._admit(records, self._accept)  # admit and apply fused: no (event, record) pairs
+        return self._end_batch()
+
+    def admit(self, records: Iterable[Record]) -> list[tuple[Event, Record]]:
+        """Step 1: skip replayed reads, decode and validate, reject the bad.
+
+        An adapter whose authority must fetch facts first (a live table) calls
+        this, fetches what the admitted events name, then calls `apply`.
+        """
+        admitted: list[tuple[Event, Record]] = []
+        append = admitted.append
+        self._admit(records, lambda event, record: append((event, record)))
+        return admitted
+
+    def _admit(self, records: Iterable[Record], accept: Callable[[Event, Record], None]) -> None:
+        """Hand every record that is not a replayed read and decodes to `accept`."""
         offsets = self._offsets
         decode = decode_event
-        accept = self._accept
         replayed = 0
         for record in records:
             partitions = offsets.get(record.topic)
@@ -101,36 +114,6 @@ class AuditEngine:
                 self._reject_payload(record)
                 continue
             accept(event, record)
-        self.tallies.replayed_records += replayed
-        return self._end_batch()
-
-    def admit(self, records: Iterable[Record]) -> list[tuple[Event, Record]]:
-        """Step 1: skip replayed reads, decode and validate, reject the bad.
-
-        An adapter whose authority must fetch facts first (a live table) calls
-        this, fetches what the admitted events name, then calls `apply`.
-        """
-        return list(self._admitted(records))
-
-    def _admitted(self, records: Iterable[Record]) -> Iterator[tuple[Event, Record]]:
-        offsets = self._offsets
-        decode = decode_event
-        replayed = 0
-        for record in records:
-            partitions = offsets.get(record.topic)
-            if partitions is None:
-                partitions = offsets[record.topic] = {}
-            partition, offset = record.partition, record.offset
-            if offset <= partitions.get(partition, -1):
-                replayed += 1
-                continue
-            partitions[partition] = offset
-            try:
-                event = decode(record.payload)
-            except DECODE_ERRORS:
-                self._reject_payload(record)
-                continue
-            yield event, record
         self.tallies.replayed_records += replayed
 
     def apply(self, admitted: Iterable[tuple[Event, Record]]) -> tuple[list[Finding], list[Rejection]]:
