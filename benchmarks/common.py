@@ -104,9 +104,10 @@ def replay_gc():
 # -- memory ------------------------------------------------------------------------------
 
 
-def proc_status_kb(field: str) -> int | None:
+def proc_status_kb(field: str, pid: int | str = "self") -> int | None:
+    """A kB field (VmRSS, VmHWM, ...) of /proc/PID/status; None where there is no /proc."""
     try:
-        with open("/proc/self/status") as f:
+        with open(f"/proc/{pid}/status") as f:
             for line in f:
                 if line.startswith(field + ":"):
                     return int(line.split()[1])

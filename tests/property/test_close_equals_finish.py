@@ -20,8 +20,9 @@ FAULTS = dict(loss=0.03, duplicate_sequence=0.03, gap=0.03, out_of_order=0.03, c
               bad_record=0.03)
 
 
-def case(seed: int):
-    w = Workload(WorkloadSpec(chats=5, messages=160, partitions=2, seed=seed, **FAULTS))
+def case(seed: int, chats: int = 5, messages: int = 160, faults: dict = FAULTS):
+    """(records as the consumer builds them, the workload's (messages, counters) tables)."""
+    w = Workload(WorkloadSpec(chats=chats, messages=messages, partitions=2, seed=seed, **faults))
     records = [History().add(r.payload, topic=r.topic, partition=r.partition, offset=r.offset)
                for r in w.records()]
     return records, w.truth()

@@ -16,9 +16,7 @@ from auditor.engine import AuditEngine, EngineConfig
 from auditor.events import DECODE_ERRORS, decode_event
 from auditor.horizon import Grace, close, due
 
-from auditor.workload import Workload, WorkloadSpec
-from tests.property.test_close_equals_finish import FAULTS
-from tests.unit.history import History
+from tests.property.test_close_equals_finish import FAULTS, case as close_case
 
 # Every fault but duplicate deliveries: the workload repeats a delivery up to
 # 2 s later, which would make the grace the whole history (closing forgets a
@@ -31,10 +29,7 @@ def case(seed: int):
     300 ms late, stay within a fraction of the history; 40 chats of Zipf
     weights, so the rarest go quiet for longer than the grace: they are retired
     and revived (a few per history)."""
-    w = Workload(WorkloadSpec(chats=40, messages=1_500, partitions=2, seed=seed, **HORIZON_FAULTS))
-    records = [History().add(r.payload, topic=r.topic, partition=r.partition, offset=r.offset)
-               for r in w.records()]
-    return records, w.truth()
+    return close_case(seed, chats=40, messages=1_500, faults=HORIZON_FAULTS)
 
 
 def lateness(records) -> int:
