@@ -288,17 +288,6 @@ def _metrics(port: int) -> dict[str, float] | None:
     return out
 
 
-def _status_kb(pid: int, field: str) -> int | None:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
 class _Auditor:
     """One auditor process of the live mode."""
 
@@ -354,7 +343,7 @@ async def _live_rounds(bootstrap: str, spec, auditors: list[_Auditor], round_siz
             pid = a.process.pid
             a.samples.append({
                 "records": produced, "seconds": time.perf_counter() - started,
-                "rss_kb": _status_kb(pid, "VmRSS"), "peak_rss_kb": _status_kb(pid, "VmHWM"),
+                "rss_kb": proc_status_kb("VmRSS", pid), "peak_rss_kb": proc_status_kb("VmHWM", pid),
                 "records_audited": m.get("auditor_records_consumed_total"),
                 # The gauge is set by the horizon tick: without a horizon it stays 0, which is not a count.
                 "tracked_chats": m.get("auditor_tracked_chats") if a.variant == "on" else None,
