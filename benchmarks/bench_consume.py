@@ -55,12 +55,10 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor  # noqa:
 
 from auditor.kafka import TansuBroker, create_topics, produce_workload  # noqa: E402
 from auditor.workload import Workload, WorkloadSpec  # noqa: E402
+from benchmarks.common import FAULT_MIX  # noqa: E402
 
 DEFAULT_RECORDS, QUICK_RECORDS = 200_000, 20_000
 MAX_RECORDS = 10_000  # per getmany
-FAULT_MIX = dict(loss=0.0005, duplicate_sequence=0.0005, gap=0.001, out_of_order=0.001,
-                 clock_skew=0.001, duplicate_delivery=0.001, counter_behind=0.002,
-                 counter_missing=0.002, producer_retry=0.002, bad_record=0.0005)
 
 
 def make_spec(records: int, chats: int, partitions: int, seed: int, prefix: str = "") -> WorkloadSpec:

@@ -41,17 +41,11 @@ if str(ROOT) not in sys.path:
 import orjson  # noqa: E402
 
 from auditor.workload import Workload, WorkloadSpec, write_kcat_dump  # noqa: E402
-from benchmarks.common import proc_status_kb  # noqa: E402
+# The light fault mix every benchmark uses, and the benign noise (producer
+# retries, malformed records) of the RSS runs: findings would grow memory.
+from benchmarks.common import BENIGN_MIX, FAULT_MIX, proc_status_kb, reset_peak_rss  # noqa: E402
 
 TARGET_RATIO = 0.5
-
-# A light, realistic mix: every finding path is exercised, none dominates.
-FAULT_MIX = dict(loss=0.0005, duplicate_sequence=0.0005, gap=0.001, out_of_order=0.001,
-                 clock_skew=0.001, duplicate_delivery=0.001, counter_behind=0.002,
-                 counter_missing=0.002, producer_retry=0.002, bad_record=0.0005)
-# Noise that produces no finding: producer retries (counted), malformed records
-# (rejected), unacknowledged messages. Findings would themselves grow memory.
-BENIGN_MIX = dict(producer_retry=0.002, bad_record=0.0005)
 
 
 def make_spec(records: int, chats: int, seed: int, mix: dict, **kw) -> WorkloadSpec:
@@ -103,11 +97,7 @@ def rss_child(spec_json: str, dump: str) -> None:
     authority = workload.authority()
     import auditor.replay  # noqa: F401  (imported before the baseline is taken)
 
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
+    reset_peak_rss()
     baseline = proc_status_kb("VmRSS") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     run = replay_run(Path(dump), authority)
     peak = proc_status_kb("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

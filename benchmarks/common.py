@@ -30,12 +30,12 @@ import orjson  # noqa: E402
 
 from auditor.records import Record  # noqa: E402
 
-# A light, realistic mix (the same as bench_replay.FAULT_MIX): every finding path
-# is exercised, none dominates. Scenarios scale it with a density multiplier.
+# A light, realistic mix, the one every benchmark uses: every finding path is
+# exercised, none dominates. Scenarios scale it with a density multiplier.
 FAULT_MIX = dict(loss=0.0005, duplicate_sequence=0.0005, gap=0.001, out_of_order=0.001,
                  clock_skew=0.001, duplicate_delivery=0.001, counter_behind=0.002,
                  counter_missing=0.002, producer_retry=0.002, bad_record=0.0005)
-# Noise that produces no finding (bench_replay.BENIGN_MIX): findings would grow memory.
+# Noise that produces no finding (producer retries, malformed records): findings would grow memory.
 BENIGN_MIX = dict(producer_retry=0.002, bad_record=0.0005)
 
 PACKAGES = ("auditor", "orjson", "msgspec", "sortedcontainers", "prometheus-client", "aiokafka", "aioboto3",
