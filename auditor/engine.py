@@ -16,11 +16,11 @@ from __future__ import annotations
 from bisect import bisect_left
 from datetime import timedelta
 from dataclasses import dataclass
-from typing import Callable, Iterable, NamedTuple
+from typing import Iterable, NamedTuple
 
 from .authority import Authority
 from .errors import RecordRejected
-from .events import DECODE_ERRORS, EVENT_TYPE, Delivered, Event, Persisted, decode_event, parse_event
+from .events import DECODE_ERRORS, EVENT_TYPE, Acked, Delivered, Event, Persisted, decode_event, parse_event
 from .findings import (
     CLOCK_SKEW, DUPLICATE_DELIVERY, DUPLICATE_SEQUENCE, EVIDENCE_LIMIT, MESSAGE_LOSS, OUT_OF_ORDER,
     REDELIVERED, Finding,
@@ -81,7 +81,7 @@ class AuditEngine(HistoryVerdicts):
         that need the whole history (loss, duplicates, gaps, counters) come out
         of `finish`. Equal to `apply(admit(records))`, in one pass.
         """
-        self._admit(records, self._accept)  # admit and apply fused: no (event, record) pairs
+        self._audit(records, admitting=True)
         return self._end_batch()
 
     def admit(self, records: Iterable[Record]) -> list[tuple[Event, Record]]:
@@ -91,43 +91,150 @@ class AuditEngine(HistoryVerdicts):
         this, fetches what the admitted events name, then calls `apply`.
         """
         admitted: list[tuple[Event, Record]] = []
-        append = admitted.append
-        self._admit(records, lambda event, record: append((event, record)))
+        self._audit(records, admitting=True, admitted=admitted)
         return admitted
-
-    def _admit(self, records: Iterable[Record], accept: Callable[[Event, Record], None]) -> None:
-        """Hand every record that is not a replayed read and decodes to `accept`."""
-        offsets = self._offsets
-        decode = decode_event
-        replayed = 0
-        for record in records:
-            partitions = offsets.get(record.topic)
-            if partitions is None:
-                partitions = offsets[record.topic] = {}
-            partition, offset = record.partition, record.offset
-            if offset <= partitions.get(partition, -1):
-                replayed += 1
-                continue
-            partitions[partition] = offset
-            try:
-                event = decode(record.payload)
-            except DECODE_ERRORS:
-                self._reject_payload(record)
-                continue
-            accept(event, record)
-        self.tallies.replayed_records += replayed
 
     def apply(self, admitted: Iterable[tuple[Event, Record]]) -> tuple[list[Finding], list[Rejection]]:
         """Step 2: run admitted events through the audit, in order."""
-        accept = self._accept
-        for event, record in admitted:
-            accept(event, record)
+        self._audit(admitted, admitting=False)
         return self._end_batch()
+
+    def _audit(self, items: Iterable, admitting: bool, admitted: list | None = None) -> None:
+        """The one loop behind process, admit and apply.
+
+        `admitting`: items are Records; replayed reads are skipped and payloads
+        decoded (bad ones rejected). Then each event is audited, or, when
+        `admitted` is given, collected there as (event, record) instead.
+        Otherwise items are (event, record) pairs from `admit`.
+
+        One loop with everything common inline, because this is where every
+        mode spends its time: a call and a dozen attribute loads per record
+        were a tenth of a replay. What is rare (other ids, reordering, skew,
+        duplicates) stays in methods.
+        """
+        offsets = self._offsets
+        decode = decode_event
+        chats = self.chats
+        has_messages, partial = self._has_messages, self._partial
+        deliveries = self._deliveries
+        window = self._window
+        latency_counts = self.tallies.latency_bucket_counts
+        replayed = persisted_n = acked_n = delivered_n = claimed_n = 0
+        latency_sum = self._latency_sum
+        try:
+            for item in items:
+                if admitting:
+                    record = item
+                    partitions = offsets.get(record.topic)
+                    if partitions is None:
+                        partitions = offsets[record.topic] = {}
+                    partition, offset = record.partition, record.offset
+                    if offset <= partitions.get(partition, -1):
+                        replayed += 1
+                        continue
+                    partitions[partition] = offset
+                    try:
+                        event = decode(record.payload)
+                    except DECODE_ERRORS:
+                        self._reject_payload(record)
+                        continue
+                    if admitted is not None:
+                        admitted.append((event, record))
+                        continue
+                else:
+                    event, record = item
+
+                event_class = type(event)
+                chat_id = event.chat_id
+                seq = event.sequence
+                mid = event.message_id
+
+                chat = chats.get(chat_id)
+                if chat is None:
+                    chat = chats[chat_id] = self._new_chat(chat_id, seq)
+                elif seq < chat.lo:
+                    chat.lo = seq
+                if seq > chat.hi:
+                    chat.hi = seq
+                    if seq > chat.counter:  # only where a counter finding will want it
+                        chat.hi_evidence = record
+
+                verified = has_messages
+                if verified:
+                    reference = chat.items.get(seq, NOT_FETCHED) if partial else chat.items.get(seq)
+                    if reference is NOT_FETCHED:  # not read (sampling): the first id stands in
+                        verified = False
+                        reference = chat.first_ids.setdefault(seq, mid)
+                else:
+                    reference = chat.first_ids.setdefault(seq, mid)
+
+                if mid == reference:
+                    id_state = None
+                    anomaly = chat.anomalies.get(seq) if chat.anomalies else None
+                else:
+                    id_state, anomaly = self._non_reference(chat, seq, mid, reference, record)
+
+                if event_class is Delivered:
+                    delivered_n += 1
+                    created, delivered = event.created_at, event.delivered_at
+                    if delivered < created:
+                        self._clock_skew(chat_id, seq, mid, created, delivered, record)
+                    else:
+                        latency = delivered - created  # a timedelta: compared with the buckets as is
+                        latency_counts[bisect_left(_LATENCY_BOUNDS, latency)] += 1
+                        latency_sum += latency
+                    key = (event.recipient_id, mid)
+                    first = deliveries.setdefault(key, record)  # one lookup; kept if it is the first
+                    if first is not record:
+                        self._duplicate_delivery(chat_id, seq, key, first, record)
+                        continue
+                    # The common case: keep just the first delivery's evidence.
+                    queue = chat.deliveries
+                    queue.append((seq, key))
+                    if seq > chat.max_delivered:
+                        chat.max_delivered = seq
+                    # Every queued sequence is >= chat.lo: until the window reaches past
+                    # it nothing can age out, and the queue's head need not be read.
+                    horizon = chat.max_delivered - window
+                    if horizon > chat.lo and queue[0][0] < horizon:
+                        self._forget_old_deliveries(chat)
+                    continue
+
+                if event_class is Persisted:
+                    persisted_n += 1
+                    if anomaly is None and seq > chat.max_persisted and chat.persisted.add(seq):
+                        chat.max_persisted = seq  # in order, first time: nothing to report
+                    else:
+                        self._persisted(chat, chat_id, seq, mid, id_state, anomaly, record)
+                else:
+                    acked_n += 1
+                if not has_messages:
+                    continue
+                # A claim (persisted or acked). Verified: decided now; otherwise it waits
+                # for `settle` to bring the item.
+                if id_state is None:
+                    if not verified:
+                        claims = chat.first_claims.setdefault(seq, [])
+                        if len(claims) < EVIDENCE_LIMIT:
+                            claims.append(record)
+                    elif chat.claimed.add(seq):
+                        claimed_n += 1
+                else:
+                    self._claim_other(id_state, verified, record)
+        finally:  # per batch, not per record
+            tallies = self.tallies
+            tallies.replayed_records += replayed
+            tallies.ack_persisted["true"] += claimed_n
+            counts = self._type_counts
+            counts[Persisted] += persisted_n
+            counts[Acked] += acked_n
+            counts[Delivered] += delivered_n
+            self._latency_sum = latency_sum
 
     def _end_batch(self) -> tuple[list[Finding], list[Rejection]]:
         """Bring the per-batch tallies up to date; hand over findings and rejections."""
         tallies = self.tallies
-        for event_class, count in self._type_counts.items():  # per batch, not per record
+        for event_class, count in self._type_counts.items():
             tallies.events_by_type[EVENT_TYPE[event_class]] = count
         by_status = tallies.delivery_by_status
         by_status["delivered"] = self._type_counts[Delivered] - by_status["duplicate"]
@@ -151,66 +258,6 @@ class AuditEngine(HistoryVerdicts):
         by_reason = self.tallies.rejected_by_reason
         by_reason[reason] = by_reason.get(reason, 0) + 1
 
-    def _accept(self, event: Event, record: Record) -> None:
-        event_class = type(event)
-        chat_id = event.chat_id
-        seq = event.sequence
-        mid = event.message_id
-        self._type_counts[event_class] += 1
-
-        chat = self.chats.get(chat_id)
-        if chat is None:
-            chat = self.chats[chat_id] = self._new_chat(chat_id, seq)
-        elif seq < chat.lo:
-            chat.lo = seq
-        if seq > chat.hi:
-            chat.hi = seq
-            if seq > chat.counter:  # only where a counter finding will want it
-                chat.hi_evidence = record
-
-        verified = self._has_messages
-        if verified:
-            reference = chat.items.get(seq, NOT_FETCHED) if self._partial else chat.items.get(seq)
-            if reference is NOT_FETCHED:  # not read (sampling): the first id stands in
-                verified = False
-                reference = chat.first_ids.setdefault(seq, mid)
-        else:
-            reference = chat.first_ids.setdefault(seq, mid)
-
-        if mid == reference:
-            id_state = None
-            anomaly = chat.anomalies.get(seq) if chat.anomalies else None
-        else:
-            id_state, anomaly = self._non_reference(chat, seq, mid, reference)
-            if len(id_state.evidence) < EVIDENCE_LIMIT:
-                id_state.evidence.append(record)
-
-        if event_class is Delivered:
-            self._delivered(chat, chat_id, seq, mid, event, record)
-            return
-        if event_class is Persisted:
-            if anomaly is None and seq > chat.max_persisted and chat.persisted.add(seq):
-                chat.max_persisted = seq  # in order, first time: nothing to report
-            else:
-                self._persisted(chat, chat_id, seq, mid, id_state, anomaly, record)
-        if not self._has_messages:
-            return
-        # A claim (persisted or acked). Verified: decided now; otherwise it waits
-        # for `settle` to bring the item.
-        if id_state is None:
-            if not verified:
-                claims = chat.first_claims.setdefault(seq, [])
-                if len(claims) < EVIDENCE_LIMIT:
-                    claims.append(record)
-            elif chat.claimed.add(seq):
-                self.tallies.ack_persisted["true"] += 1
-        else:
-            if verified and not id_state.claims:
-                self.tallies.ack_persisted["false"] += 1
-                self.tallies.counts[MESSAGE_LOSS] += 1
-            if len(id_state.claims) < EVIDENCE_LIMIT:
-                id_state.claims.append(record)
-
     def _new_chat(self, chat_id: str, seq: int) -> ChatState:
         retired = self._retired.pop(chat_id, None) if self._retired else None
         if retired is not None:
@@ -223,8 +270,9 @@ class AuditEngine(HistoryVerdicts):
             chat.items = self.authority.items_of(chat_id)
         return chat
 
-    def _non_reference(self, chat: ChatState, seq: int, mid: str,
-                       reference: str | None) -> tuple[IdState, SequenceAnomaly]:
+    def _non_reference(self, chat: ChatState, seq: int, mid: str, reference: str | None,
+                       record: Record) -> tuple[IdState, SequenceAnomaly]:
+        """An event whose id is not the sequence's reference: note the id and its record."""
         anomaly = chat.anomalies.get(seq)
         if anomaly is None:
             anomaly = chat.anomalies[seq] = SequenceAnomaly(seq in chat.persisted)
@@ -234,7 +282,17 @@ class AuditEngine(HistoryVerdicts):
             # distinct ids at seq = this one + the others + the authority item, if any
             if reference is not None or len(anomaly.ids) >= 2:
                 self.tallies.counts[DUPLICATE_SEQUENCE] += 1
+        if len(id_state.evidence) < EVIDENCE_LIMIT:
+            id_state.evidence.append(record)
         return id_state, anomaly
+
+    def _claim_other(self, id_state: IdState, verified: bool, record: Record) -> None:
+        """A claim on a non-reference id: a loss, once per id, if the item is known."""
+        if verified and not id_state.claims:
+            self.tallies.ack_persisted["false"] += 1
+            self.tallies.counts[MESSAGE_LOSS] += 1
+        if len(id_state.claims) < EVIDENCE_LIMIT:
+            id_state.claims.append(record)
 
     def _persisted(self, chat: ChatState, chat_id: str, seq: int, mid: str,
                    id_state: IdState | None, anomaly: SequenceAnomaly | None,
@@ -261,41 +319,23 @@ class AuditEngine(HistoryVerdicts):
         else:
             chat.max_persisted = seq
 
-    def _delivered(self, chat: ChatState, chat_id: str, seq: int, mid: str,
-                   event: Delivered, record: Record) -> None:
-        tallies = self.tallies
-        created, delivered = event.created_at, event.delivered_at
-        if delivered < created:
-            tallies.counts[CLOCK_SKEW] += 1
-            self._findings.append(Finding(
-                CLOCK_SKEW, chat_id, seq, (mid,),
-                f"delivered_at {delivered.isoformat()} is before created_at {created.isoformat()}",
-                (record,)))
-        else:
-            latency = delivered - created  # a timedelta: compared with the buckets as is
-            tallies.latency_bucket_counts[bisect_left(_LATENCY_BOUNDS, latency)] += 1
-            self._latency_sum += latency
+    def _clock_skew(self, chat_id: str, seq: int, mid: str, created, delivered, record: Record) -> None:
+        self.tallies.counts[CLOCK_SKEW] += 1
+        self._findings.append(Finding(
+            CLOCK_SKEW, chat_id, seq, (mid,),
+            f"delivered_at {delivered.isoformat()} is before created_at {created.isoformat()}",
+            (record,)))
 
-        key = (event.recipient_id, mid)
-        deliveries = self._deliveries
-        first = deliveries.setdefault(key, record)  # one lookup; kept if it is the first
-        if first is record:  # the common case: keep just the first delivery's evidence
-            queue = chat.deliveries
-            queue.append((seq, key))
-            if seq > chat.max_delivered:
-                chat.max_delivered = seq
-            # Every queued sequence is >= chat.lo: until the window reaches past
-            # it nothing can age out, and the queue's head need not be read.
-            horizon = chat.max_delivered - self._window
-            if horizon > chat.lo and queue[0][0] < horizon:
-                self._forget_old_deliveries(chat)
-            return
-        # First deliveries are not counted here: all delivered events minus
-        # these, per batch in _end_batch().
+    def _duplicate_delivery(self, chat_id: str, seq: int, key: tuple[str, str],
+                            first: Record | DuplicateDelivery, record: Record) -> None:
+        """A (recipient, message) delivered again while its first delivery is remembered."""
+        # First deliveries are not counted one by one: all delivered events
+        # minus these, per batch in _end_batch().
+        tallies = self.tallies
         tallies.delivery_by_status["duplicate"] += 1
         tallies.counts[DUPLICATE_DELIVERY] += 1
         if type(first) is Record:
-            first = deliveries[key] = DuplicateDelivery(key[0], mid, chat_id, seq, first)
+            first = self._deliveries[key] = DuplicateDelivery(key[0], key[1], chat_id, seq, first)
         first.count += 1
         if len(first.evidence) < EVIDENCE_LIMIT:
             first.evidence.append(record)
