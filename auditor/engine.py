@@ -13,7 +13,8 @@ one attribute load per field, no per-record allocation when nothing is wrong).
 
 from __future__ import annotations
 
-from bisect import bisect_left
+from bisect import bisect_right
+from sys import intern
 from datetime import timedelta
 from dataclasses import dataclass
 from typing import Iterable, NamedTuple
@@ -25,11 +26,14 @@ from .findings import (
     CLOCK_SKEW, DUPLICATE_DELIVERY, DUPLICATE_SEQUENCE, EVIDENCE_LIMIT, MESSAGE_LOSS, OUT_OF_ORDER,
     REDELIVERED, Finding,
 )
-from .records import Record
-from .state import LATENCY_BUCKETS, NOT_FETCHED, ChatState, DuplicateDelivery, IdState, SequenceAnomaly, Tallies
+from .records import Evidence, Record, traceparent_of
+from .state import (
+    LATENCY_BUCKETS, NOT_FETCHED, ChatState, DuplicateDelivery, FirstDelivery, IdState, SequenceAnomaly, Tallies,
+)
 from .verdicts import HistoryVerdicts
 
 _LATENCY_BOUNDS = tuple(timedelta(seconds=b) for b in LATENCY_BUCKETS)
+_ZERO = timedelta(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,8 +61,8 @@ class AuditEngine(HistoryVerdicts):
         # record, where a (topic, partition) key cost a tuple, two tuple hashes
         # and two tuple comparisons (snapshots keep the flat form).
         self._offsets: dict[str, dict[int, int]] = {}
-        # (recipient, message_id) -> the first delivery's Record, or a DuplicateDelivery
-        self._deliveries: dict[tuple[str, str], Record | DuplicateDelivery] = {}
+        # (recipient, message_id) -> the first delivery, or a DuplicateDelivery once repeated
+        self._deliveries: dict[tuple[str, str], FirstDelivery | DuplicateDelivery] = {}
         self._closed_duplicates: list[DuplicateDelivery] = []
         self._retired: dict[str, tuple] = {}  # chat_id -> ChatState.retired(), see `retire`
         self._findings: list[Finding] = []
@@ -118,9 +122,9 @@ class AuditEngine(HistoryVerdicts):
         has_messages, partial = self._has_messages, self._partial
         deliveries = self._deliveries
         window = self._window
-        latency_counts = self.tallies.latency_bucket_counts
+        latencies: list[timedelta] = []  # counted into the histogram per batch, in C
+        add_latency = latencies.append
         replayed = persisted_n = acked_n = delivered_n = claimed_n = 0
-        latency_sum = self._latency_sum
         try:
             for item in items:
                 if admitting:
@@ -157,7 +161,7 @@ class AuditEngine(HistoryVerdicts):
                 if seq > chat.hi:
                     chat.hi = seq
                     if seq > chat.counter:  # only where a counter finding will want it
-                        chat.hi_evidence = record
+                        chat.hi_evidence = Evidence.of(record, event.trace_id)
 
                 verified = has_messages
                 if verified:
@@ -172,31 +176,32 @@ class AuditEngine(HistoryVerdicts):
                     id_state = None
                     anomaly = chat.anomalies.get(seq) if chat.anomalies else None
                 else:
-                    id_state, anomaly = self._non_reference(chat, seq, mid, reference, record)
+                    id_state, anomaly = self._non_reference(chat, seq, mid, reference, record, event)
 
                 if event_class is Delivered:
                     delivered_n += 1
-                    created, delivered = event.created_at, event.delivered_at
-                    if delivered < created:
-                        self._clock_skew(chat_id, seq, mid, created, delivered, record)
+                    latency = event.delivered_at - event.created_at
+                    if latency < _ZERO:
+                        self._clock_skew(chat_id, seq, mid, event, record)
                     else:
-                        latency = delivered - created  # a timedelta: compared with the buckets as is
-                        latency_counts[bisect_left(_LATENCY_BOUNDS, latency)] += 1
-                        latency_sum += latency
+                        add_latency(latency)
                     key = (event.recipient_id, mid)
-                    first = deliveries.setdefault(key, record)  # one lookup; kept if it is the first
-                    if first is not record:
-                        self._duplicate_delivery(chat_id, seq, key, first, record)
+                    # The topic interned: one string for all, not one kept per delivery.
+                    delivery = FirstDelivery(seq, key, intern(record.topic), record.partition, record.offset,
+                                             traceparent_of(record.headers), event.trace_id)
+                    first = deliveries.setdefault(key, delivery)  # one lookup; kept if it is the first
+                    if first is not delivery:
+                        self._duplicate_delivery(chat_id, seq, key, first, record, event)
                         continue
-                    # The common case: keep just the first delivery's evidence.
+                    # The common case: remember it for the window.
                     queue = chat.deliveries
-                    queue.append((seq, key))
+                    queue.append(delivery)
                     if seq > chat.max_delivered:
                         chat.max_delivered = seq
                     # Every queued sequence is >= chat.lo: until the window reaches past
                     # it nothing can age out, and the queue's head need not be read.
                     horizon = chat.max_delivered - window
-                    if horizon > chat.lo and queue[0][0] < horizon:
+                    if horizon > chat.lo and queue[0].seq < horizon:
                         self._forget_old_deliveries(chat)
                     continue
 
@@ -205,7 +210,7 @@ class AuditEngine(HistoryVerdicts):
                     if anomaly is None and seq > chat.max_persisted and chat.persisted.add(seq):
                         chat.max_persisted = seq  # in order, first time: nothing to report
                     else:
-                        self._persisted(chat, chat_id, seq, mid, id_state, anomaly, record)
+                        self._persisted(chat, chat_id, seq, mid, id_state, anomaly, record, event)
                 else:
                     acked_n += 1
                 if not has_messages:
@@ -216,11 +221,11 @@ class AuditEngine(HistoryVerdicts):
                     if not verified:
                         claims = chat.first_claims.setdefault(seq, [])
                         if len(claims) < EVIDENCE_LIMIT:
-                            claims.append(record)
+                            claims.append(Evidence.of(record, event.trace_id))
                     elif chat.claimed.add(seq):
                         claimed_n += 1
                 else:
-                    self._claim_other(id_state, verified, record)
+                    self._claim_other(id_state, verified, record, event)
         finally:  # per batch, not per record
             tallies = self.tallies
             tallies.replayed_records += replayed
@@ -229,7 +234,21 @@ class AuditEngine(HistoryVerdicts):
             counts[Persisted] += persisted_n
             counts[Acked] += acked_n
             counts[Delivered] += delivered_n
-            self._latency_sum = latency_sum
+            self._count_latencies(latencies)
+
+    def _count_latencies(self, latencies: list[timedelta]) -> None:
+        """Add a batch's delivery latencies to the histogram (`le` buckets) and its sum."""
+        if not latencies:
+            return
+        latencies.sort()
+        counts = self.tallies.latency_bucket_counts
+        below = 0
+        for i, bound in enumerate(_LATENCY_BOUNDS):
+            at_most = bisect_right(latencies, bound)
+            counts[i] += at_most - below
+            below = at_most
+        counts[-1] += len(latencies) - below
+        self._latency_sum = sum(latencies, self._latency_sum)
 
     def _end_batch(self) -> tuple[list[Finding], list[Rejection]]:
         """Bring the per-batch tallies up to date; hand over findings and rejections."""
@@ -271,7 +290,7 @@ class AuditEngine(HistoryVerdicts):
         return chat
 
     def _non_reference(self, chat: ChatState, seq: int, mid: str, reference: str | None,
-                       record: Record) -> tuple[IdState, SequenceAnomaly]:
+                       record: Record, event: Event) -> tuple[IdState, SequenceAnomaly]:
         """An event whose id is not the sequence's reference: note the id and its record."""
         anomaly = chat.anomalies.get(seq)
         if anomaly is None:
@@ -283,20 +302,20 @@ class AuditEngine(HistoryVerdicts):
             if reference is not None or len(anomaly.ids) >= 2:
                 self.tallies.counts[DUPLICATE_SEQUENCE] += 1
         if len(id_state.evidence) < EVIDENCE_LIMIT:
-            id_state.evidence.append(record)
+            id_state.evidence.append(Evidence.of(record, event.trace_id))
         return id_state, anomaly
 
-    def _claim_other(self, id_state: IdState, verified: bool, record: Record) -> None:
+    def _claim_other(self, id_state: IdState, verified: bool, record: Record, event: Event) -> None:
         """A claim on a non-reference id: a loss, once per id, if the item is known."""
         if verified and not id_state.claims:
             self.tallies.ack_persisted["false"] += 1
             self.tallies.counts[MESSAGE_LOSS] += 1
         if len(id_state.claims) < EVIDENCE_LIMIT:
-            id_state.claims.append(record)
+            id_state.claims.append(Evidence.of(record, event.trace_id))
 
     def _persisted(self, chat: ChatState, chat_id: str, seq: int, mid: str,
                    id_state: IdState | None, anomaly: SequenceAnomaly | None,
-                   record: Record) -> None:
+                   record: Record, event: Event) -> None:
         """Persisted records off the in-order path: retries, reordering, other ids."""
         if anomaly is None:  # the common case: only the reference id at seq
             seen_before = not chat.persisted.add(seq)
@@ -315,36 +334,35 @@ class AuditEngine(HistoryVerdicts):
             self._findings.append(Finding(
                 OUT_OF_ORDER, chat_id, seq, (mid,),
                 f"persisted sequence {seq} arrived after sequence {chat.max_persisted}",
-                (record,)))
+                (Evidence.of(record, event.trace_id),)))
         else:
             chat.max_persisted = seq
 
-    def _clock_skew(self, chat_id: str, seq: int, mid: str, created, delivered, record: Record) -> None:
+    def _clock_skew(self, chat_id: str, seq: int, mid: str, event: Delivered, record: Record) -> None:
         self.tallies.counts[CLOCK_SKEW] += 1
         self._findings.append(Finding(
             CLOCK_SKEW, chat_id, seq, (mid,),
-            f"delivered_at {delivered.isoformat()} is before created_at {created.isoformat()}",
-            (record,)))
+            f"delivered_at {event.delivered_at.isoformat()} is before created_at {event.created_at.isoformat()}",
+            (Evidence.of(record, event.trace_id),)))
 
     def _duplicate_delivery(self, chat_id: str, seq: int, key: tuple[str, str],
-                            first: Record | DuplicateDelivery, record: Record) -> None:
+                            first: FirstDelivery | DuplicateDelivery, record: Record, event: Delivered) -> None:
         """A (recipient, message) delivered again while its first delivery is remembered."""
         # First deliveries are not counted one by one: all delivered events
         # minus these, per batch in _end_batch().
         tallies = self.tallies
         tallies.delivery_by_status["duplicate"] += 1
         tallies.counts[DUPLICATE_DELIVERY] += 1
-        if type(first) is Record:
-            first = self._deliveries[key] = DuplicateDelivery(key[0], key[1], chat_id, seq, first)
+        if type(first) is FirstDelivery:
+            first = self._deliveries[key] = DuplicateDelivery(key[0], key[1], chat_id, seq, first.evidence)
         first.count += 1
         if len(first.evidence) < EVIDENCE_LIMIT:
-            first.evidence.append(record)
+            first.evidence.append(Evidence.of(record, event.trace_id))
 
     def _forget_old_deliveries(self, chat: ChatState) -> None:
         horizon = chat.max_delivered - self._window
         queue = chat.deliveries
-        while queue and queue[0][0] < horizon:
-            _, key = queue.popleft()
-            state = self._deliveries.pop(key)
+        while queue and queue[0].seq < horizon:
+            state = self._deliveries.pop(queue.popleft().key)
             if type(state) is DuplicateDelivery:
                 self._closed_duplicates.append(state)

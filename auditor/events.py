@@ -19,6 +19,7 @@ import orjson
 from msgspec import Meta, Struct
 
 from .errors import RecordRejected
+from .records import Evidence
 
 PERSISTED = "message_persisted"
 ACKED = "message_acked"
@@ -102,23 +103,11 @@ def _rejection_reason(value: bytes | str | None) -> tuple[str, str | None]:
     return "invalid_field", None  # present but of the wrong type or value: msgspec says which
 
 
-def trace_id_of(record) -> str | None:
-    """The correlation id of a record: its traceparent's trace id, else the
-    payload's trace_id (decoded again: this runs only for evidence)."""
-    trace = trace_id_from_header(record.traceparent)
-    if trace is None:
-        try:
-            trace = _decode_trace(record.payload).trace_id
-        except DECODE_ERRORS:
-            return None
-    return trace
-
-
-class _TraceOnly(Struct):
-    trace_id: str | None = None
-
-
-_decode_trace = msgspec.json.Decoder(_TraceOnly).decode
+def trace_id_of(evidence: Evidence) -> str | None:
+    """The correlation id of a cited record: its traceparent's trace id, else
+    the payload's trace_id."""
+    trace = trace_id_from_header(evidence.traceparent)
+    return evidence.payload_trace_id if trace is None else trace
 
 
 def parse_traceparent(value: str | bytes | None) -> tuple[str | None, str | None]:

@@ -75,7 +75,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .events import trace_id_of
-from .records import Record
+from .records import Evidence
 
 MESSAGE_LOSS = "message_loss"
 DUPLICATE_SEQUENCE = "duplicate_sequence"
@@ -102,9 +102,6 @@ UNVERIFIED = "unverified"
 # so that one hot anomaly cannot grow memory without limit.
 EVIDENCE_LIMIT = 8
 
-# Evidence is the Record itself: keeping a reference costs nothing per record,
-# and its trace id is worked out only when a finding is written out.
-Evidence = Record
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,11 +6,14 @@ deliveries and the tallies. It is taken between batches (no findings or
 rejections in hand) and restored against the same kind of authority; the
 authority's own data is not in it and is linked again on restore.
 
-Evidence records are written slim: a finding needs a record's coordinates and
-trace id, not its payload, so a snapshot keeps (topic, partition, offset) and
-the trace id alone (a fifth of the bytes of a whole record).
+The engine keeps no records, only what findings cite of them (`Evidence`,
+`FirstDelivery`: coordinates and the names of a trace); a snapshot writes
+those with the trace id worked out, as a traceparent is longer and does not
+compress.
 
-Format: one version byte, then zlib-compressed pickle. Pickle runs code on
+Format: one version byte, then zlib-compressed pickle. Version 1 (before
+`Evidence`) kept records (coordinates and a payload of just the trace id) and
+queued deliveries as (sequence, key); it is read and upgraded. Pickle runs code on
 load, so a snapshot must come only from the auditor itself: the checkpoint
 topic it lives in must be writable by the auditor's principal alone (Kafka
 ACLs), like any state store.
@@ -19,6 +22,7 @@ ACLs), like any state store.
 from __future__ import annotations
 
 import io
+from collections import deque
 import pickle
 import zlib
 
@@ -28,9 +32,10 @@ from .authority import Authority
 from .engine import AuditEngine, EngineConfig
 from .errors import AuditorError
 from .events import trace_id_of
-from .records import Record
+from .records import Evidence
+from .state import FirstDelivery
 
-VERSION = 1
+VERSION = 2
 _FIELDS = ("chats", "tallies", "_offsets", "_deliveries", "_closed_duplicates", "_type_counts",
            "_latency_sum", "_retired")
 
@@ -54,24 +59,54 @@ def snapshot(engine: AuditEngine) -> bytes:
 
 class _SlimPickler(pickle.Pickler):
     def reducer_override(self, obj):
-        if type(obj) is Record:
-            trace = trace_id_of(obj)
-            payload = orjson.dumps({"trace_id": trace}).decode() if trace is not None else None
-            return Record, (obj.topic, obj.partition, obj.offset, payload)
+        kind = type(obj)
+        if kind is FirstDelivery:
+            return FirstDelivery, (obj.seq, obj.key, obj.topic, obj.partition, obj.offset, None, trace_id_of(obj))
+        if kind is Evidence:
+            return Evidence, (obj.topic, obj.partition, obj.offset, None, trace_id_of(obj))
         return NotImplemented
 
 
+class _Unpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        if (module, name) == ("auditor.records", "Record"):  # version 1: a slim record
+            return _evidence_of_slim_record
+        return super().find_class(module, name)
+
+
+def _evidence_of_slim_record(topic: str, partition: int, offset: int, payload: str | None = None) -> Evidence:
+    trace = orjson.loads(payload).get("trace_id") if payload is not None else None
+    return Evidence(topic, partition, offset, None, trace)
+
+
+def _upgrade_v1_deliveries(engine: AuditEngine) -> None:
+    """Version 1 queued (sequence, key) per chat and kept the first delivery's
+    evidence in `_deliveries`: make the `FirstDelivery`s of version 2."""
+    for chat in engine.chats.values():
+        queue = deque()
+        for seq, key in chat.deliveries:
+            state = engine._deliveries[key]
+            cited = state if type(state) is Evidence else state.evidence[0]
+            first = FirstDelivery(seq, key, cited.topic, cited.partition, cited.offset, None, cited.payload_trace_id)
+            if type(state) is Evidence:
+                engine._deliveries[key] = first
+            queue.append(first)
+        chat.deliveries = queue
+
+
 def restore(blob: bytes, authority: Authority, config: EngineConfig = EngineConfig()) -> AuditEngine:
-    if not blob or blob[0] != VERSION:
+    if not blob or blob[0] not in (1, VERSION):
         raise SnapshotError(f"unknown snapshot version {blob[0] if blob else None!r}; expected {VERSION}")
     try:
-        state = pickle.loads(zlib.decompress(blob[1:]))
-    except (zlib.error, pickle.UnpicklingError, EOFError, AttributeError) as exc:
+        state = _Unpickler(io.BytesIO(zlib.decompress(blob[1:]))).load()
+    except (zlib.error, pickle.UnpicklingError, EOFError, AttributeError, orjson.JSONDecodeError) as exc:
         raise SnapshotError(f"corrupt snapshot: {exc}") from None
     engine = AuditEngine(authority, config)
     for name in _FIELDS:
         if name in state:  # a field newer than the snapshot keeps the engine's default
             setattr(engine, name, state[name])
+    if blob[0] == 1:
+        _upgrade_v1_deliveries(engine)
     engine._offsets = {}
     for (topic, partition), offset in state["_offsets"].items():
         engine._offsets.setdefault(topic, {})[partition] = offset

@@ -182,9 +182,8 @@ class HistoryVerdicts:
         findings.extend(self._gap(chat_id, seq)
                         for seq in chat.persisted.missing(self._open_from(chat_id, chat), upto))
         queue = chat.deliveries
-        while queue and queue[0][0] <= upto:
-            _, key = queue.popleft()
-            state = self._deliveries.pop(key)
+        while queue and queue[0].seq <= upto:
+            state = self._deliveries.pop(queue.popleft().key)
             if type(state) is DuplicateDelivery:
                 findings.append(_duplicate_delivery(state))
         for unverified in (chat.first_ids, chat.first_claims):
