@@ -98,7 +98,7 @@ PUBLISH_GAP = "publish_gap"
 SEQUENCE_HOLE = "sequence_hole"
 UNVERIFIED = "unverified"
 
-# Records kept as evidence per finding: enough to find them in Kafka, bounded
+# Records cited per finding (`Evidence`): enough to find them in Kafka, bounded
 # so that one hot anomaly cannot grow memory without limit.
 EVIDENCE_LIMIT = 8
 

@@ -103,7 +103,7 @@ def _batch_gc():
     collect the young generation less often. Restored afterwards.
 
     After each batch, `_Run.batches` freezes what survived it too: the engine's
-    state, mostly the delivery window (records, key tuples). Left young, every
+    state, mostly the delivery window (first deliveries, key tuples). Left young, every
     collection traversed it again (~10% of a replay). That state holds no
     reference cycles and a replay creates none (tested), so nothing collectable
     is kept from the collector; `unfreeze` hands it all back at the end."""
