@@ -121,6 +121,7 @@ class History:
     order: list[int]  # indices into files, in command-line order (may repeat)
     messages: dict[str, dict[int, str]] | None  # None: no messages table
     counters: dict[str, int] | None  # None: no counters table
+    delivery_window: int | None = None  # --delivery-window; None: not given (the default)
 
     def summary(self) -> str:
         out = []
@@ -130,6 +131,7 @@ class History:
             out.extend(f"  {ln.status:5} {ln.reason or ''} {ln.text}" for ln in f.lines)
         out.append(f"messages={self.messages!r}")
         out.append(f"counters={self.counters!r}")
+        out.append(f"delivery_window={self.delivery_window!r}")
         return "\n".join(out)
 
 
@@ -678,7 +680,10 @@ def histories(draw) -> History:
         if draw(st.integers(0, 3)) == 0:  # the same plain file given twice: all replayed
             order.insert(draw(st.integers(pos + 1, len(order))), len(files) - 1)
 
-    return History(files=files, order=order, messages=messages, counters=counters)
+    # Mostly the default window, which these short histories never reach; else
+    # one so small that repeats land on both sides of it.
+    window = draw(st.sampled_from((None, None, 0, 1, 2, 3)))
+    return History(files=files, order=order, messages=messages, counters=counters, delivery_window=window)
 
 
 # --------------------------------------------------------------------------- writer
@@ -745,6 +750,8 @@ def write_history(h: History, root: Path) -> Layout:
         argv += ["--messages-export", messages_dir]
     if counters_dir:
         argv += ["--counters-export", counters_dir]
+    if h.delivery_window is not None:
+        argv += ["--delivery-window", str(h.delivery_window)]
     argv += ["--report", lay.report, "--dead-letter", lay.dead_letter, "--metrics-out", lay.metrics]
     lay.argv = argv
     return lay

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from tests.property.histories import ACKED, DELIVERED, PERSISTED, History
 
 EVIDENCE_CAP = 8
+DEFAULT_DELIVERY_WINDOW = 1024  # docs/semantics.md: the --delivery-window default
 KINDS = (
     "message_loss", "duplicate_sequence", "counter_corruption", "sequence_gap",
     "out_of_order", "clock_skew", "duplicate_delivery",
@@ -232,28 +233,49 @@ def run(h: History, dump_paths: list[str]) -> Expected:
         processed.add(key)
         max_persisted[r.chat_id] = max(max_persisted.get(r.chat_id, r.sequence), r.sequence)
 
-    # clock_skew, deliveries, latency
-    deliveries: dict[tuple[str, str], list[Accepted]] = defaultdict(list)
+    # clock_skew, latency
     latency = []
-    for r in accepted:
-        if r.event_type != DELIVERED:
-            continue
-        deliveries[(r.recipient_id, r.message_id)].append(r)
+    delivered = [r for r in accepted if r.event_type == DELIVERED]
+    for r in delivered:
         if r.delivered_at < r.created_at:
             findings.append(Finding("clock_skew", r.chat_id, r.sequence, (r.message_id,),
                                     candidates=[r], expected_records=[r]))
             counts["clock_skew"] += 1
         else:
             latency.append((r.delivered_at - r.created_at) / 1e6)
+
+    # duplicate_delivery, within the delivery window (docs/semantics.md): a
+    # chat's remembered deliveries queue in arrival order; each new one joins
+    # the queue, which is then cut from its front while the front's sequence is
+    # below the chat's highest delivered sequence minus the window. A repeat of
+    # a remembered (recipient, message) joins its group; of a forgotten one,
+    # starts a new group.
+    window = h.delivery_window if h.delivery_window is not None else DEFAULT_DELIVERY_WINDOW
+    groups: list[list[Accepted]] = []
+    remembered: dict[tuple[str, str], list[Accepted]] = {}
+    queue: dict[str, list[tuple[int, tuple[str, str]]]] = defaultdict(list)
+    highest_delivered: dict[str, int] = {}
+    for r in delivered:
+        key = (r.recipient_id, r.message_id)
+        if key in remembered:
+            remembered[key].append(r)
+            continue
+        remembered[key] = [r]
+        groups.append(remembered[key])
+        chat_queue = queue[r.chat_id]
+        chat_queue.append((r.sequence, key))
+        highest_delivered[r.chat_id] = max(highest_delivered.get(r.chat_id, 0), r.sequence)
+        while chat_queue and chat_queue[0][0] < highest_delivered[r.chat_id] - window:
+            del remembered[chat_queue.pop(0)[1]]
     extra_deliveries = 0
-    for (recipient, mid), recs in deliveries.items():
+    for recs in groups:
         if len(recs) > 1:
             extra_deliveries += len(recs) - 1
             first = recs[0]
             # the generator keeps a message id in one chat at one sequence
             assert all((r.chat_id, r.sequence) == (first.chat_id, first.sequence) for r in recs)
-            findings.append(Finding("duplicate_delivery", first.chat_id, first.sequence, (mid,),
-                                    recipient_id=recipient, candidates=recs,
+            findings.append(Finding("duplicate_delivery", first.chat_id, first.sequence, (first.message_id,),
+                                    recipient_id=first.recipient_id, candidates=recs,
                                     expected_records=recs[:EVIDENCE_CAP]))
     counts["duplicate_delivery"] = extra_deliveries
 
@@ -288,7 +310,7 @@ def run(h: History, dump_paths: list[str]) -> Expected:
         put("durability_counter_missing_total", counter_by_reason.get(reason, 0), reason=reason)
     put("messaging_clock_skew_samples_total", counts["clock_skew"],
         source_plane="durability", dest_plane="connection")
-    put("fanout_delivery_total", len(deliveries), status="delivered")
+    put("fanout_delivery_total", len(groups), status="delivered")
     put("fanout_delivery_total", extra_deliveries, status="duplicate")
     put("durability_ack_sent_total", len(claims) - losses if has_messages else 0, persisted="true")
     put("durability_ack_sent_total", losses if has_messages else 0, persisted="false")
