@@ -128,7 +128,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--records", type=int, help="records in the throughput dump (default 500000, quick 50000)")
     p.add_argument("--quick", action="store_true", help="small sizes: the whole run in well under a minute")
     p.add_argument("--chats", type=int, default=10_000, help="chat population of the throughput dump")
-    p.add_argument("--rss-records", type=int, help="smaller RSS dump (default 250000, quick 25000)")
+    p.add_argument("--rss-records", type=int, help="smaller RSS dump (default 500000, quick 25000)")
     p.add_argument("--rss-factor", type=int, default=4, help="larger RSS dump = factor x smaller")
     p.add_argument("--rss-chats", type=int, default=50, help="chat population of both RSS dumps")
     p.add_argument("--no-rss", action="store_true", help="skip the memory measurement")
@@ -143,7 +143,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.repeats is None:
         args.repeats = 1 if args.quick else 3
     if args.rss_records is None:
-        args.rss_records = min(25_000, args.records) if args.quick else 250_000
+        args.rss_records = min(25_000, args.records) if args.quick else 500_000
     return args
 
 

@@ -63,7 +63,7 @@ MODES = {
     },
     "full": {
         "engine": dict(bench_engine.FULL),
-        "replay": {"argv": []},  # bench_replay's defaults: 500k records; RSS at 250k and 1M
+        "replay": {"argv": []},  # bench_replay's defaults: 500k records; RSS at 500k and 2M
         "live": dict(records=200_000, chats=10_000, partitions=12, variants=["none", "dynamodb"], repeats=3,
                      drain=True),
         "authority": {"argv": []},  # bench_authority's default: 100k records
