@@ -20,7 +20,8 @@ number p it owns, and audits each fetched batch with the same protocol as
 Between batches, state is checkpointed with the offsets it reflects, every
 `interval_seconds` or `every_records` records (auditor.live.checkpoint has the
 protocol as numbered steps); a rebalance checkpoints and commits before giving
-partitions up and restores them from their latest checkpoint when they come.
+partitions up and restores them from their latest checkpoint when they come
+(auditor.live.rebalance).
 
     auditor = LiveAuditor(config)
     task = asyncio.create_task(auditor.run())   # start, consume until stop(), close
@@ -49,13 +50,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from prometheus_client import CollectorRegistry
 
 from ..authority import NoAuthority
-from ..engine import AuditEngine, Rejection
+from ..engine import Rejection
 from ..errors import ConfigError
 from ..findings import Finding
 from ..horizon import close as horizon_close, due as horizon_due
@@ -70,7 +71,8 @@ from ..state import Tallies
 from .checkpoint import Checkpointer, PartitionState
 from .config import LiveConfig
 from .metrics import LiveMetrics, ProcessTallies, Rate
-from .partitions import PARTITIONERS, PartitionAuthority
+from .partitions import PARTITIONERS
+from .rebalance import PartitionHandover, RebalanceListener
 from .sinks import DeadLetterFile, FindingEmitter
 
 log = logging.getLogger(__name__)
@@ -131,18 +133,7 @@ def _gc_for_streaming():
             gc.unfreeze()
 
 
-class _Listener(ConsumerRebalanceListener):
-    def __init__(self, auditor: "LiveAuditor") -> None:
-        self.auditor = auditor
-
-    async def on_partitions_revoked(self, revoked) -> None:
-        await self.auditor._on_revoked(set(revoked))
-
-    async def on_partitions_assigned(self, assigned) -> None:
-        await self.auditor._on_assigned(set(assigned))
-
-
-class LiveAuditor:
+class LiveAuditor(PartitionHandover):
     def __init__(self, config: LiveConfig, *, registry: CollectorRegistry | None = None,
                  session=None) -> None:
         self.config = config
@@ -259,7 +250,7 @@ class LiveAuditor:
                 partition_assignment_strategy=(RangePartitionAssignor,),
                 session_timeout_ms=c.session_timeout_ms, heartbeat_interval_ms=c.heartbeat_interval_ms,
                 rebalance_timeout_ms=c.rebalance_timeout_ms, max_poll_interval_ms=c.max_poll_interval_ms)
-            consumer.subscribe(list(cfg.topics.events), listener=_Listener(self))
+            consumer.subscribe(list(cfg.topics.events), listener=RebalanceListener(self))
             self._consumer = consumer
             await consumer.start()
             log_event(log, "auditor_started", operation="start", group_id=cfg.group_id,
@@ -559,82 +550,3 @@ class LiveAuditor:
     def _raise_if_failed(self) -> None:
         if self._fatal is not None:
             raise self._fatal
-
-    # -- rebalance listener ------------------------------------------------------------
-
-    async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
-        """Checkpoint and commit the revoked partitions, then drop their engines."""
-        self.readiness.set_not_ready("rebalancing")
-        self._epoch += 1
-        self.metrics.rebalances.labels(phase="revoked").inc()
-        async with self._lock:
-            partitions = sorted({tp.partition for tp in revoked} & set(self._owned))
-            if not partitions:
-                return
-            saved = False
-            if not self._poisoned and self._fatal is None:
-                try:
-                    await self._checkpoint("revoke", partitions)
-                    saved = True
-                except Exception as exc:
-                    self._fail(exc)
-            for p in partitions:
-                state = self._owned.pop(p)
-                self.process_tallies.retire(p, state.engine.tallies)
-                self.metrics.forget_partition(p, self.config.topics.events)
-                if saved:
-                    self._parked[p] = state
-            self.metrics.assigned.set(len(self._owned))
-            log_event(log, "partitions_revoked", operation="rebalance", partitions=partitions, checkpointed=saved)
-
-    async def _on_assigned(self, assigned: set[TopicPartition]) -> None:
-        """Restore every newly assigned partition from its latest checkpoint and seek to its offsets."""
-        self.metrics.rebalances.labels(phase="assigned").inc()
-        async with self._lock:
-            try:
-                await self._restore(assigned)
-            except Exception as exc:
-                self._fail(exc)
-                return
-            finally:
-                self._parked.clear()
-                self._epoch += 1
-            self.readiness.set_ready()
-
-    async def _restore(self, assigned: set[TopicPartition]) -> None:
-        cfg = self.config
-        by_partition: dict[int, set[str]] = {}
-        for tp in assigned:
-            by_partition.setdefault(tp.partition, set()).add(tp.topic)
-        incomplete = {p: sorted(set(cfg.topics.events) - topics) for p, topics in by_partition.items()
-                      if topics != set(cfg.topics.events)}
-        if incomplete:  # another assignor in the group, or topics that disagree
-            log_event(log, "assignment_not_co_partitioned", level=logging.ERROR, operation="rebalance",
-                      missing={str(p): t for p, t in incomplete.items()})
-        new = sorted(p for p in by_partition if p not in self._owned)
-        started = time.perf_counter()
-        checkpoints = await self._checkpointer.read_latest(new)  # R1
-        sources = {}
-        for p in new:
-            checkpoint, parked = checkpoints.get(p), self._parked.pop(p, None)
-            view = PartitionAuthority(self.authority, p, self._partition_count, self._partition_of)
-            if checkpoint is not None and parked is not None and parked.checkpoint_id == checkpoint.checkpoint_id:
-                state, source = parked, "kept"  # our own last checkpoint is still the latest
-            elif checkpoint is not None:  # R2
-                engine = restore(checkpoint.snapshot, view, cfg.engine)
-                state = PartitionState(p, engine, dict(checkpoint.offsets), dict(checkpoint.offsets),
-                                       checkpoint_id=checkpoint.checkpoint_id)
-                source = "checkpoint"
-            else:  # R3
-                state, source = PartitionState(p, AuditEngine(view, cfg.engine)), "empty"
-            for topic, offset in state.offsets.items():  # the checkpoint wins over committed offsets
-                tp = TopicPartition(topic, p)
-                if tp in assigned:
-                    self._consumer.seek(tp, offset)
-            self._owned[p] = state
-            self.process_tallies.adopt(p, state.engine.tallies)
-            self.metrics.restores.labels(source=source).inc()
-            sources[str(p)] = {"source": source, "offsets": dict(state.offsets)}
-        self.metrics.assigned.set(len(self._owned))
-        log_event(log, "partitions_assigned", operation="rebalance", partitions=sorted(by_partition),
-                  restored=sources, latency_ms=round((time.perf_counter() - started) * 1000, 3))
