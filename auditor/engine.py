@@ -63,6 +63,7 @@ class AuditEngine(HistoryVerdicts):
         self._offsets: dict[str, dict[int, int]] = {}
         # (recipient, message_id) -> the first delivery, or a DuplicateDelivery once repeated
         self._deliveries: dict[tuple[str, str], FirstDelivery | DuplicateDelivery] = {}
+        # Duplicates the window has passed: final but for later repeats, reported at the next close.
         self._closed_duplicates: list[DuplicateDelivery] = []
         self._retired: dict[str, tuple] = {}  # chat_id -> ChatState.retired(), see `retire`
         self._findings: list[Finding] = []
@@ -362,7 +363,11 @@ class AuditEngine(HistoryVerdicts):
     def _forget_old_deliveries(self, chat: ChatState) -> None:
         horizon = chat.max_delivered - self._window
         queue = chat.deliveries
+        deliveries = self._deliveries
         while queue and queue[0].seq < horizon:
-            state = self._deliveries.pop(queue.popleft().key)
-            if type(state) is DuplicateDelivery:
+            key = queue.popleft().key
+            state = deliveries[key]
+            if type(state) is FirstDelivery:
+                del deliveries[key]
+            else:  # a finding: still remembered, so later repeats join it, until reported
                 self._closed_duplicates.append(state)

@@ -92,6 +92,8 @@ def _upgrade_v1_deliveries(engine: AuditEngine) -> None:
                 engine._deliveries[key] = first
             queue.append(first)
         chat.deliveries = queue
+    for state in engine._closed_duplicates:  # version 2 keeps them remembered for later repeats
+        engine._deliveries.setdefault((state.recipient_id, state.message_id), state)
 
 
 def restore(blob: bytes, authority: Authority, config: EngineConfig = EngineConfig()) -> AuditEngine:

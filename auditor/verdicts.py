@@ -11,7 +11,6 @@ finding definitions are in auditor.findings.
 
 from __future__ import annotations
 
-from itertools import chain
 from typing import Iterable, Mapping
 
 from .findings import (
@@ -107,8 +106,12 @@ class HistoryVerdicts:
             upto = min(upto, chat.hi)
             if upto >= chat.closed_through:  # equal: what arrived late, below the horizon
                 findings.extend(self._close_chat(chat_id, chat, upto))
-        # Deliveries the window already forgot are final: report them now, not at the end.
-        findings.extend(map(_duplicate_delivery, self._closed_duplicates))
+        # Duplicates the window has passed: report them now, not at the end, and forget them.
+        for state in self._closed_duplicates:
+            key = (state.recipient_id, state.message_id)
+            if self._deliveries.get(key) is state:
+                del self._deliveries[key]
+            findings.append(_duplicate_delivery(state))
         self._closed_duplicates.clear()
         return findings
 
@@ -217,12 +220,19 @@ class HistoryVerdicts:
             if chat.anomalies:  # most chats have none: no generator to run
                 findings.extend(self._sequence_findings(chat_id, chat, sorted(chat.anomalies)))
             findings.extend(self._range_findings(chat_id, chat))
-        for state in chain(self._closed_duplicates, self._deliveries.values()):
-            if type(state) is DuplicateDelivery:
-                findings.append(_duplicate_delivery(state))
+        findings.extend(map(_duplicate_delivery, self._unreported_duplicates()))
         self._closed_duplicates.clear()
         findings.sort(key=lambda f: f.sort_key)
         return findings
+
+    def _unreported_duplicates(self) -> list[DuplicateDelivery]:
+        """Duplicate deliveries inside the window and those it has passed (which
+        stay in `_deliveries` too, for later repeats to join)."""
+        found = [state for state in self._deliveries.values() if type(state) is DuplicateDelivery]
+        listed = set(map(id, found))
+        # Only a version-1 snapshot's passed duplicates are missing from `_deliveries`.
+        found.extend(state for state in self._closed_duplicates if id(state) not in listed)
+        return found
 
     def _sequence_findings(self, chat_id: str, chat: ChatState, seqs: Iterable[int]) -> Iterable[Finding]:
         """message_loss and duplicate_sequence, from these anomalous sequences."""

@@ -247,9 +247,10 @@ def run(h: History, dump_paths: list[str]) -> Expected:
     # duplicate_delivery, within the delivery window (docs/semantics.md): a
     # chat's remembered deliveries queue in arrival order; each new one joins
     # the queue, which is then cut from its front while the front's sequence is
-    # below the chat's highest delivered sequence minus the window. A repeat of
-    # a remembered (recipient, message) joins its group; of a forgotten one,
-    # starts a new group.
+    # below the chat's highest delivered sequence minus the window. A delivery
+    # already repeated stays remembered when it leaves the queue (its finding
+    # is reported at the end). A repeat of a remembered (recipient, message)
+    # joins its group; of a forgotten one, starts a new group.
     window = h.delivery_window if h.delivery_window is not None else DEFAULT_DELIVERY_WINDOW
     groups: list[list[Accepted]] = []
     remembered: dict[tuple[str, str], list[Accepted]] = {}
@@ -266,7 +267,9 @@ def run(h: History, dump_paths: list[str]) -> Expected:
         chat_queue.append((r.sequence, key))
         highest_delivered[r.chat_id] = max(highest_delivered.get(r.chat_id, 0), r.sequence)
         while chat_queue and chat_queue[0][0] < highest_delivered[r.chat_id] - window:
-            del remembered[chat_queue.pop(0)[1]]
+            gone = chat_queue.pop(0)[1]
+            if len(remembered[gone]) == 1:
+                del remembered[gone]
     extra_deliveries = 0
     for recs in groups:
         if len(recs) > 1:

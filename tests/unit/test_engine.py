@@ -222,6 +222,16 @@ class TestDuplicateDelivery:
         [dup] = of_kind(findings, DUPLICATE_DELIVERY)
         assert dup.recipient_id == "b"
 
+    def test_a_repeat_after_the_window_joins_a_duplicate_already_found(self):
+        h = clean(1).extend(delivered(CHAT, 1, recipient="b"), delivered(CHAT, 1, recipient="b"))
+        h.extend(*(persisted(CHAT, s) for s in range(2, 10)), delivered(CHAT, 9, recipient="z"))
+        h.extend(delivered(CHAT, 1, recipient="b"))  # after the window, but b's repeat is a finding
+        engine, findings, _ = run(h, config=EngineConfig(delivery_window=4))
+        [dup] = of_kind(findings, DUPLICATE_DELIVERY)  # one finding per (recipient, message)
+        assert (dup.recipient_id, len(dup.evidence)) == ("b", 3)
+        assert engine.tallies.counts[DUPLICATE_DELIVERY] == 2
+        assert engine.tallies.delivery_by_status == {"delivered": 2, "duplicate": 2}
+
 
 class TestRejectionsAndEvidence:
     def test_rejected_records_never_count_as_seen(self):

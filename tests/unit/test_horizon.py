@@ -69,8 +69,10 @@ def test_duplicate_deliveries_the_window_forgot_are_reported_at_the_next_close()
     engine = AuditEngine(authority(), EngineConfig(delivery_window=2))
     engine.process(h.records)
     assert engine._closed_duplicates  # the window passed seq 1: final, waiting for a report
+    assert ("r1", "c-1") in engine._deliveries  # still remembered: a later repeat would join it
     found = engine.close({})
     assert [(f.kind, f.sequence) for f in found] == [("duplicate_delivery", 1)]
+    assert ("r1", "c-1") not in engine._deliveries  # reported, so forgotten
     assert of_kind(engine.finish(), "duplicate_delivery") == []
 
 

@@ -7,7 +7,7 @@ import zlib
 import orjson
 
 from auditor import snapshot as snap
-from auditor.engine import AuditEngine
+from auditor.engine import AuditEngine, EngineConfig
 from auditor.events import trace_id_of
 from auditor.records import Evidence, Record
 from auditor.state import FirstDelivery
@@ -50,6 +50,9 @@ def v1_snapshot(engine: AuditEngine) -> bytes:
             return NotImplemented
 
     state = {name: getattr(engine, name) for name in snap._FIELDS}
+    # Version 1 dropped a duplicate from `_deliveries` when the window passed it.
+    state["_deliveries"] = {key: value for key, value in engine._deliveries.items()
+                            if not any(value is closed for closed in engine._closed_duplicates)}
     state["_offsets"] = {(t, p): o for t, ps in engine._offsets.items() for p, o in ps.items()}
     queues = {chat_id: chat.deliveries for chat_id, chat in engine.chats.items()}
     try:
@@ -94,3 +97,20 @@ def test_a_version_1_snapshot_is_upgraded_and_goes_on_exactly():
     dup_r2 = next(f for f in reports(engine_after(more)) if f["kind"] == "duplicate_delivery"
                   and f["recipient_id"] == "r2")
     assert dup_r2["trace_ids"] == [TRACE] and [r["offset"] for r in dup_r2["records"]] == [2, 4]
+
+
+def test_a_version_1_duplicate_the_window_passed_still_takes_later_repeats():
+    h = History().extend(persisted("c", 1), delivered("c", 1), delivered("c", 1),
+                         *(delivered("c", s, recipient="r9") for s in range(2, 6)))
+    config = EngineConfig(delivery_window=2)
+    engine = AuditEngine(authority({"c": items("c", 1)}, {"c": 5}), config)
+    engine.process(h.records)
+    assert engine._closed_duplicates  # the window passed seq 1's repeated delivery
+    restored = snap.restore(v1_snapshot(engine), engine.authority, config)
+    more = h.extend(delivered("c", 1))
+    restored.process(more.records[-1:])
+    expected = AuditEngine(engine.authority, config)
+    expected.process(more.records)
+    assert reports(restored) == reports(expected)
+    [dup] = [f for f in reports(expected) if f["kind"] == "duplicate_delivery"]
+    assert [r["offset"] for r in dup["records"]] == [1, 2, 7]
