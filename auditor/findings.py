@@ -55,7 +55,9 @@ clock_skew  per delivered record.
 
 duplicate_delivery  per (recipient_id, message_id).
     Delivered more than once; counted as extra deliveries. NOT the same record
-    replayed, NOT one message delivered to two recipients.
+    replayed, NOT one message delivered to two recipients, NOT a repeat after
+    the delivery window has forgotten a delivery never repeated before
+    (`delivery_window`; a delivery found repeated is remembered until reported).
     Evidence: the delivering records.
 
 Counts without findings: `redelivered` (a persisted record whose (chat,
