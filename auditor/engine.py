@@ -366,8 +366,7 @@ class AuditEngine(HistoryVerdicts):
         deliveries = self._deliveries
         while queue and queue[0].seq < horizon:
             key = queue.popleft().key
-            state = deliveries[key]
-            if type(state) is FirstDelivery:
-                del deliveries[key]
-            else:  # a finding: still remembered, so later repeats join it, until reported
+            state = deliveries.pop(key)
+            if type(state) is DuplicateDelivery:  # a finding: remembered until reported, for later repeats
+                deliveries[key] = state
                 self._closed_duplicates.append(state)
