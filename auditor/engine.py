@@ -7,16 +7,17 @@ read the same `Tallies` and `Finding`s. The finding definitions are in
 verdicts that need more than one record (verification, closing, the end) in
 `auditor.verdicts`.
 
-`process` is the hot path of every mode: it is written for CPython's sake (locals,
-one attribute load per field, no per-record allocation when nothing is wrong).
+`_audit` is the hot path of every mode: it is written for CPython's sake (locals,
+one attribute load per field, one small object per delivery and none otherwise
+when nothing is wrong).
 """
 
 from __future__ import annotations
 
 from bisect import bisect_right
-from sys import intern
-from datetime import timedelta
 from dataclasses import dataclass
+from datetime import timedelta
+from sys import intern
 from typing import Iterable, NamedTuple
 
 from .authority import Authority

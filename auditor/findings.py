@@ -105,7 +105,6 @@ UNVERIFIED = "unverified"
 EVIDENCE_LIMIT = 8
 
 
-
 @dataclass(frozen=True, slots=True)
 class Finding:
     kind: str

@@ -22,9 +22,9 @@ ACLs), like any state store.
 from __future__ import annotations
 
 import io
-from collections import deque
 import pickle
 import zlib
+from collections import deque
 
 import orjson
 
@@ -92,7 +92,10 @@ def _upgrade_v1_deliveries(engine: AuditEngine) -> None:
                 engine._deliveries[key] = first
             queue.append(first)
         chat.deliveries = queue
-    for state in engine._closed_duplicates:  # version 2 keeps them remembered for later repeats
+    # Version 2 keeps passed duplicates remembered, for later repeats. Where
+    # version 1 already took the key again, the duplicate stays listed only
+    # (`HistoryVerdicts._unreported_duplicates` reports it).
+    for state in engine._closed_duplicates:
         engine._deliveries.setdefault((state.recipient_id, state.message_id), state)
 
 

@@ -21,7 +21,7 @@ item is read)   Under a sampling policy the same stands in for sequences whose
 per delivery    (recipient, message_id) -> a `FirstDelivery` (sequence, key, coordinates
                 and trace names), kept until the chat's highest delivered sequence passes
                 it by `delivery_window`; a second delivery turns it into a
-                `DuplicateDelivery` (a finding).
+                `DuplicateDelivery` (a finding), kept until reported.
 
 Live, the retention horizon (auditor.horizon) closes each chat's history a
 grace period behind its highest sequence: the per-sequence and per-delivery
