@@ -11,6 +11,7 @@ from hypothesis import given, settings, strategies as st
 from auditor.authority import InMemoryAuthority
 from auditor.engine import AuditEngine, EngineConfig
 from auditor.events import decode_event, DECODE_ERRORS
+from auditor.state import Tallies
 from auditor.workload import Workload, WorkloadSpec
 
 from tests.unit.history import History
@@ -40,20 +41,25 @@ def safe_horizons(later) -> dict[str, int]:
     return lowest
 
 
+def finish_and_fresh_engine(records, truth, tables: str) -> tuple[list, Tallies, AuditEngine]:
+    """The findings and tallies of one engine fed the whole history and finished,
+    and a fresh engine over the same tables ("m": messages, "c": counters) to
+    close as it goes."""
+    messages, counters = truth
+    authority = InMemoryAuthority(messages if "m" in tables else None, counters if "c" in tables else None)
+    config = EngineConfig(delivery_window=10_000)  # the horizon, not the window, forgets here
+    whole = AuditEngine(authority, config)
+    expected = whole.process(records)[0] + whole.finish()
+    return expected, whole.tallies, AuditEngine(authority, config)
+
+
 @settings(max_examples=200, deadline=None)
 @given(seed=st.integers(0, 10_000), tables=st.sampled_from(["mc", "m", "c", ""]),
        cuts=st.lists(st.integers(0, 10_000), min_size=1, max_size=6))
 def test_close_then_finish_equals_finish(seed, tables, cuts):
-    records, (messages, counters) = case(seed)
-    messages = messages if "m" in tables else None
-    counters = counters if "c" in tables else None
+    records, truth = case(seed)
     points = sorted({c % (len(records) + 1) for c in cuts} | {0, len(records)})
-    config = EngineConfig(delivery_window=10_000)  # the horizon, not the window, forgets here
-
-    whole = AuditEngine(InMemoryAuthority(messages, counters), config)
-    expected = whole.process(records)[0] + whole.finish()
-
-    engine = AuditEngine(InMemoryAuthority(messages, counters), config)
+    expected, expected_tallies, engine = finish_and_fresh_engine(records, truth, tables)
     got = []
     for a, b in zip(points, points[1:]):
         got += engine.process(records[a:b])[0]
@@ -62,9 +68,8 @@ def test_close_then_finish_equals_finish(seed, tables, cuts):
         got += engine.close(through)
     got += engine.finish()
 
-    key = lambda f: (f.sort_key, f.detail)  # noqa: E731
     assert sorted((f.to_dict() for f in got), key=str) == sorted((f.to_dict() for f in expected), key=str)
-    assert engine.tallies == whole.tallies
+    assert engine.tallies == expected_tallies
 
 
 def test_closing_forgets_the_closed_history():

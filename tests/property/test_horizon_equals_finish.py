@@ -11,12 +11,10 @@ one too high, or a close that forgets an open anomaly would all show here.
 
 from hypothesis import given, settings, strategies as st
 
-from auditor.authority import InMemoryAuthority
-from auditor.engine import AuditEngine, EngineConfig
 from auditor.events import DECODE_ERRORS, decode_event
 from auditor.horizon import Grace, close, due
 
-from tests.property.test_close_equals_finish import FAULTS, case as close_case
+from tests.property.test_close_equals_finish import FAULTS, case as close_case, finish_and_fresh_engine
 
 # Every fault but duplicate deliveries: the workload repeats a delivery up to
 # 2 s later, which would make the grace the whole history (closing forgets a
@@ -65,16 +63,9 @@ def comparable(finding) -> dict:
 @given(seed=st.integers(0, 10_000), tables=st.sampled_from(["mc", "m", "c", ""]),
        ticks=st.lists(st.integers(1, 400), min_size=1, max_size=30))
 def test_closing_at_the_horizon_then_finish_equals_finish(seed, tables, ticks):
-    records, (messages, counters) = case(seed)
-    messages = messages if "m" in tables else None
-    counters = counters if "c" in tables else None
-    config = EngineConfig(delivery_window=10_000)  # the horizon, not the window, forgets here
+    records, truth = case(seed)
     grace = Grace(seconds=0, records=lateness(records) + 1)
-
-    whole = AuditEngine(InMemoryAuthority(messages, counters), config)
-    expected = whole.process(records)[0] + whole.finish()
-
-    engine = AuditEngine(InMemoryAuthority(messages, counters), config)
+    expected, expected_tallies, engine = finish_and_fresh_engine(records, truth, tables)
     got, start, closed, retired = [], 0, 0, 0
     for step in ticks * (len(records) // sum(ticks) + 1):
         if start >= len(records):
@@ -89,6 +80,6 @@ def test_closing_at_the_horizon_then_finish_equals_finish(seed, tables, ticks):
     got += engine.finish()
 
     assert sorted(map(comparable, got), key=str) == sorted(map(comparable, expected), key=str)
-    assert engine.tallies == whole.tallies
+    assert engine.tallies == expected_tallies
     if grace.records < len(records) // 2:  # almost always; a rare history needs more grace
         assert closed  # the horizon did move: not vacuous
